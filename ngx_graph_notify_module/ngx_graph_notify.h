@@ -1,0 +1,207 @@
+
+/*
+ * Copyright (C) ngx_graph_notify_module authors
+ */
+
+
+#ifndef _NGX_GRAPH_NOTIFY_H_INCLUDED_
+#define _NGX_GRAPH_NOTIFY_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/evp.h>
+#include <jansson.h>
+
+
+#define NGX_GRAPH_NOTIFY_VERSION          "0.1.0"
+
+/* bounds of what Graph sends (graph-protocol.md 1.1, 2.3) */
+#define NGX_GRAPH_NOTIFY_TOKEN_MAX        1024
+#define NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX 255
+
+/* Retry-After of a 503 answered when the queue is full, seconds */
+#define NGX_GRAPH_NOTIFY_RETRY_AFTER      10
+
+/* the helper's backstop poll, should an eventfd wake-up be missed */
+#define NGX_GRAPH_NOTIFY_POLL             1000
+
+
+typedef enum {
+    NGX_GRAPH_NOTIFY_DROP_MALFORMED = 0,
+    NGX_GRAPH_NOTIFY_DROP_CLIENT_STATE,
+    NGX_GRAPH_NOTIFY_DROP_TENANT,
+    NGX_GRAPH_NOTIFY_DROP_UNKNOWN_KEY,
+    NGX_GRAPH_NOTIFY_DROP_THUMBPRINT,
+    NGX_GRAPH_NOTIFY_DROP_BASE64,
+    NGX_GRAPH_NOTIFY_DROP_DATA_KEY,
+    NGX_GRAPH_NOTIFY_DROP_KEY_LENGTH,
+    NGX_GRAPH_NOTIFY_DROP_SIGNATURE,
+    NGX_GRAPH_NOTIFY_DROP_DECRYPT,
+    NGX_GRAPH_NOTIFY_DROP_NOT_JSON,
+    NGX_GRAPH_NOTIFY_DROP_N
+} ngx_graph_notify_drop_e;
+
+/* reasons from UNKNOWN_KEY on are failures to decrypt a rich item */
+#define NGX_GRAPH_NOTIFY_DROP_CRYPTO      NGX_GRAPH_NOTIFY_DROP_UNKNOWN_KEY
+
+
+typedef struct {
+    ngx_str_t                   id;
+    u_char                      thumbprint[40];
+    EVP_PKEY                   *pkey;
+} ngx_graph_notify_key_t;
+
+
+typedef struct {
+    ngx_str_t                   data;
+    ngx_str_t                   data_key;
+    ngx_str_t                   data_signature;
+    ngx_str_t                   cert_id;
+    ngx_str_t                   thumbprint;
+} ngx_graph_notify_encrypted_t;
+
+
+typedef struct {
+    ngx_atomic_t                requests;
+    ngx_atomic_t                handshakes;
+    ngx_atomic_t                rejected;
+    ngx_atomic_t                queue_full;
+    ngx_atomic_t                items_received;
+    ngx_atomic_t                items_accepted;
+    ngx_atomic_t                dropped[NGX_GRAPH_NOTIFY_DROP_N];
+    ngx_atomic_t                items_written;
+    ngx_atomic_t                output_errors;
+    ngx_atomic_t                lease_reclaims;
+    ngx_atomic_t                helper_pid;
+    ngx_atomic_t                helper_starts;
+    ngx_atomic_t                helper_heartbeat;
+} ngx_graph_notify_stats_t;
+
+
+/*
+ * A queued notification item: the JSON object to write (one line, no
+ * newline) followed by the batch's validationTokens array, if any.
+ */
+typedef struct {
+    ngx_queue_t                 queue;
+    uint64_t                    seq;
+    ngx_pid_t                   owner;
+    time_t                      lease_until;
+    ngx_uint_t                  attempts;
+    size_t                      size;
+    size_t                      line_len;
+    size_t                      tokens_len;
+    u_char                      data[1];
+} ngx_graph_notify_item_t;
+
+
+typedef struct {
+    ngx_queue_t                 pending;
+    ngx_queue_t                 inflight;
+    ngx_uint_t                  count;
+    size_t                      bytes;
+    uint64_t                    seq;
+    ngx_graph_notify_stats_t    stats;
+} ngx_graph_notify_shctx_t;
+
+
+typedef struct {
+    ngx_graph_notify_shctx_t   *sh;
+    ngx_slab_pool_t            *shpool;
+    ngx_uint_t                  max_items;
+} ngx_graph_notify_queue_t;
+
+
+/* an item taken by the helper: a private copy plus the shared original */
+typedef struct {
+    ngx_graph_notify_item_t    *shm;
+    uint64_t                    seq;
+    ngx_str_t                   line;
+    ngx_str_t                   tokens;
+} ngx_graph_notify_job_t;
+
+
+/* what a worker pushes for one accepted item */
+typedef struct {
+    ngx_str_t                   line;
+    ngx_str_t                   tokens;
+} ngx_graph_notify_entry_t;
+
+
+typedef struct {
+    ngx_shm_zone_t             *shm_zone;
+    ngx_uint_t                  max_items;
+    ngx_path_t                 *path;
+    ngx_open_file_t            *output;
+    time_t                      lease;
+    ngx_fd_t                    wake_fd;
+
+    /* where "graph_notify" was first used, for configuration errors */
+    ngx_str_t                   used_file;
+    ngx_uint_t                  used_line;
+} ngx_graph_notify_main_conf_t;
+
+
+typedef struct {
+    ngx_array_t                *client_states;
+    ngx_array_t                *tenants;
+    ngx_array_t                *keys;
+} ngx_graph_notify_loc_conf_t;
+
+
+extern ngx_module_t  ngx_http_graph_notify_module;
+extern ngx_str_t     ngx_graph_notify_drop_names[];
+
+
+/* ngx_graph_notify_handler.c */
+ngx_int_t ngx_graph_notify_handler(ngx_http_request_t *r);
+ngx_int_t ngx_graph_notify_form_decode(ngx_str_t *src, ngx_str_t *dst);
+
+/* ngx_graph_notify_status.c */
+ngx_int_t ngx_graph_notify_status_handler(ngx_http_request_t *r);
+
+/* ngx_graph_notify_crypto.c */
+char *ngx_graph_notify_key_load(ngx_conf_t *cf, ngx_graph_notify_key_t *key,
+    ngx_str_t *cert_file, ngx_str_t *key_file);
+ngx_int_t ngx_graph_notify_decrypt(ngx_pool_t *pool, ngx_array_t *keys,
+    ngx_graph_notify_encrypted_t *enc, ngx_str_t *plain,
+    ngx_graph_notify_drop_e *reason);
+ngx_uint_t ngx_graph_notify_secret_match(ngx_str_t *value,
+    ngx_array_t *secrets);
+
+/* ngx_graph_notify_queue.c */
+ngx_int_t ngx_graph_notify_queue_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_int_t ngx_graph_notify_queue_push(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_entry_t *entries, ngx_uint_t n);
+ngx_int_t ngx_graph_notify_queue_take(ngx_graph_notify_queue_t *q,
+    time_t lease, ngx_pool_t *pool, ngx_graph_notify_job_t *job);
+void ngx_graph_notify_queue_done(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_job_t *job);
+void ngx_graph_notify_queue_release(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_job_t *job);
+void ngx_graph_notify_queue_renew(ngx_graph_notify_queue_t *q,
+    time_t lease);
+ngx_uint_t ngx_graph_notify_queue_reclaim(ngx_graph_notify_queue_t *q);
+void ngx_graph_notify_queue_wake(ngx_fd_t fd, ngx_log_t *log);
+
+/* ngx_graph_notify_helper.c */
+ngx_msec_t ngx_graph_notify_helper_manager(void *data);
+ngx_int_t ngx_graph_notify_helper_start(ngx_cycle_t *cycle);
+
+/* ngx_graph_notify_output.c */
+ngx_int_t ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,
+    size_t len, ngx_log_t *log);
+
+
+#define ngx_graph_notify_stat_inc(q, field)                                   \
+    (void) ngx_atomic_fetch_add(&(q)->sh->stats.field, 1)
+
+#define ngx_graph_notify_stat_add(q, field, n)                                \
+    (void) ngx_atomic_fetch_add(&(q)->sh->stats.field, n)
+
+
+#endif /* _NGX_GRAPH_NOTIFY_H_INCLUDED_ */

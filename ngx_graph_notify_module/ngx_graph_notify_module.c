@@ -1,0 +1,855 @@
+
+/*
+ * Copyright (C) ngx_graph_notify_module authors
+ */
+
+
+#include "ngx_graph_notify.h"
+
+#if (NGX_LINUX)
+#include <sys/eventfd.h>
+#endif
+
+
+#define NGX_GRAPH_NOTIFY_ZONE_NAME    "graph_notify"
+#define NGX_GRAPH_NOTIFY_ZONE_SIZE    (16 * 1024 * 1024)
+#define NGX_GRAPH_NOTIFY_MAX_ITEMS    100000
+
+
+static void *ngx_graph_notify_create_main_conf(ngx_conf_t *cf);
+static char *ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_graph_notify_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_graph_notify_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_graph_notify(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_graph_notify_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_graph_notify_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_graph_notify_path(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_graph_notify_output(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_graph_notify_client_state(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_graph_notify_tenant(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_graph_notify_decryption_key(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_graph_notify_add_zone(ngx_conf_t *cf,
+    ngx_graph_notify_main_conf_t *gmcf, ngx_str_t *name, ssize_t size);
+static ngx_int_t ngx_graph_notify_add_path(ngx_conf_t *cf,
+    ngx_graph_notify_main_conf_t *gmcf, ngx_str_t *name);
+static ngx_int_t ngx_graph_notify_default_file(ngx_conf_t *cf,
+    ngx_str_t *path, char *compiled, char *name, char *bare);
+static ngx_int_t ngx_graph_notify_init_wake(ngx_conf_t *cf,
+    ngx_graph_notify_main_conf_t *gmcf);
+static void ngx_graph_notify_close_wake(void *data);
+static char *ngx_graph_notify_mark_used(ngx_conf_t *cf);
+static ngx_int_t ngx_graph_notify_init_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_graph_notify_commands[] = {
+
+    { ngx_string("graph_notify"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_graph_notify,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_graph_notify_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_graph_notify_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_path"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_path,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_output"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_output,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_lease"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, lease),
+      NULL },
+
+    { ngx_string("graph_notify_client_state"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_client_state,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_tenant"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_graph_notify_tenant,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_decryption_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE3,
+      ngx_graph_notify_decryption_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_graph_notify_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_graph_notify_create_main_conf,     /* create main configuration */
+    ngx_graph_notify_init_main_conf,       /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_graph_notify_create_loc_conf,      /* create location configuration */
+    ngx_graph_notify_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_graph_notify_module = {
+    NGX_MODULE_V1,
+    &ngx_graph_notify_module_ctx,          /* module context */
+    ngx_graph_notify_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_graph_notify_init_process,         /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_graph_notify_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_graph_notify_main_conf_t  *gmcf;
+
+    gmcf = ngx_pcalloc(cf->pool, sizeof(ngx_graph_notify_main_conf_t));
+    if (gmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     gmcf->shm_zone = NULL;
+     *     gmcf->path = NULL;
+     *     gmcf->output = NULL;
+     *     gmcf->used_file = { 0, NULL };
+     */
+
+    gmcf->max_items = NGX_CONF_UNSET_UINT;
+    gmcf->lease = NGX_CONF_UNSET;
+    gmcf->wake_fd = NGX_INVALID_FILE;
+
+    return gmcf;
+}
+
+
+static char *
+ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_graph_notify_main_conf_t *gmcf = conf;
+
+    ngx_str_t                  name;
+    ngx_graph_notify_queue_t  *q;
+
+    ngx_conf_init_value(gmcf->lease, 60);
+
+    if (gmcf->used_file.len == 0) {
+        /* the module is loaded but not used: no zone, no helper */
+        return NGX_CONF_OK;
+    }
+
+    if (gmcf->shm_zone == NULL) {
+        ngx_str_set(&name, NGX_GRAPH_NOTIFY_ZONE_NAME);
+
+        if (ngx_graph_notify_add_zone(cf, gmcf, &name,
+                                      NGX_GRAPH_NOTIFY_ZONE_SIZE)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (gmcf->max_items == NGX_CONF_UNSET_UINT) {
+        gmcf->max_items = NGX_GRAPH_NOTIFY_MAX_ITEMS;
+    }
+
+    q = gmcf->shm_zone->data;
+    q->max_items = gmcf->max_items;
+
+    if (gmcf->path == NULL) {
+        /* next to the client body temp directory of this build */
+        if (ngx_graph_notify_default_file(cf, &name,
+                                          NGX_HTTP_CLIENT_TEMP_PATH,
+                                          "graph_notify",
+                                          "graph_notify_temp")
+            != NGX_OK
+            || ngx_graph_notify_add_path(cf, gmcf, &name) != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (gmcf->output == NULL) {
+        /* next to the access log of this build */
+        if (ngx_graph_notify_default_file(cf, &name, NGX_HTTP_LOG_PATH,
+                                          "graph_notify.ndjson",
+                                          "graph_notify.ndjson")
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        gmcf->output = ngx_conf_open_file(cf->cycle, &name);
+        if (gmcf->output == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_graph_notify_init_wake(cf, gmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_graph_notify_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_graph_notify_loc_conf_t  *glcf;
+
+    glcf = ngx_pcalloc(cf->pool, sizeof(ngx_graph_notify_loc_conf_t));
+    if (glcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     glcf->client_states = NULL;
+     *     glcf->tenants = NULL;
+     *     glcf->keys = NULL;
+     */
+
+    return glcf;
+}
+
+
+static char *
+ngx_graph_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_graph_notify_loc_conf_t *prev = parent;
+    ngx_graph_notify_loc_conf_t *conf = child;
+
+    /* lists are inherited whole, like add_header */
+
+    if (conf->client_states == NULL) {
+        conf->client_states = prev->client_states;
+    }
+
+    if (conf->tenants == NULL) {
+        conf->tenants = prev->tenants;
+    }
+
+    if (conf->keys == NULL) {
+        conf->keys = prev->keys;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_graph_notify_mark_used(ngx_conf_t *cf)
+{
+    ngx_graph_notify_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_graph_notify_module);
+
+    if (gmcf->used_file.len == 0) {
+        gmcf->used_file = cf->conf_file->file.name;
+        gmcf->used_line = cf->conf_file->line;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_graph_notify(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate or conflicts with another content handler";
+    }
+
+    clcf->handler = ngx_graph_notify_handler;
+
+    return ngx_graph_notify_mark_used(cf);
+}
+
+
+static char *
+ngx_graph_notify_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate or conflicts with another content handler";
+    }
+
+    clcf->handler = ngx_graph_notify_status_handler;
+
+    return ngx_graph_notify_mark_used(cf);
+}
+
+
+static char *
+ngx_graph_notify_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_graph_notify_main_conf_t *gmcf = conf;
+
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+    ngx_int_t   n;
+
+    if (gmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", expected NAME:SIZE",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (64 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small, at least %uzk needed",
+                           &value[1], 64 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "max_items=", 10) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        n = ngx_atoi(value[2].data + 10, value[2].len - 10);
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid max_items \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        gmcf->max_items = n;
+    }
+
+    if (ngx_graph_notify_add_zone(cf, gmcf, &name, size) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_graph_notify_add_zone(ngx_conf_t *cf, ngx_graph_notify_main_conf_t *gmcf,
+    ngx_str_t *name, ssize_t size)
+{
+    ngx_graph_notify_queue_t  *q;
+
+    q = ngx_pcalloc(cf->pool, sizeof(ngx_graph_notify_queue_t));
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    gmcf->shm_zone = ngx_shared_memory_add(cf, name, size,
+                                           &ngx_http_graph_notify_module);
+    if (gmcf->shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (gmcf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", name);
+        return NGX_ERROR;
+    }
+
+    gmcf->shm_zone->init = ngx_graph_notify_queue_init_zone;
+    gmcf->shm_zone->data = q;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_graph_notify_path(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_graph_notify_main_conf_t *gmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (gmcf->path) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_graph_notify_add_path(cf, gmcf, &value[1]) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_graph_notify_add_path(ngx_conf_t *cf, ngx_graph_notify_main_conf_t *gmcf,
+    ngx_str_t *name)
+{
+    ngx_path_t  *path;
+
+    path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
+    if (path == NULL) {
+        return NGX_ERROR;
+    }
+
+    path->name = *name;
+    path->conf_file = cf->conf_file->file.name.data;
+    path->line = cf->conf_file->line;
+
+    if (path->name.len > 1 && path->name.data[path->name.len - 1] == '/') {
+        path->name.len--;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &path->name, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * The manager callback makes stock NGINX start and respawn its
+     * "cache manager" process, which then hosts the helper.
+     */
+    path->manager = ngx_graph_notify_helper_manager;
+    path->data = gmcf;
+
+    if (ngx_add_path(cf, &path) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    gmcf->path = path;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_graph_notify_default_file(ngx_conf_t *cf, ngx_str_t *path,
+    char *compiled, char *name, char *bare)
+{
+    u_char  *p;
+    size_t   dir;
+
+    p = (u_char *) compiled + ngx_strlen(compiled);
+
+    while (p > (u_char *) compiled && p[-1] != '/') {
+        p--;
+    }
+
+    dir = p - (u_char *) compiled;
+
+    if (dir == 0) {
+        /* a relative compiled-in default: the file goes under prefix */
+        name = bare;
+    }
+
+    path->len = dir + ngx_strlen(name);
+    path->data = ngx_pnalloc(cf->pool, path->len);
+    if (path->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(path->data, "%*s%s", dir, compiled, name);
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_graph_notify_output(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_graph_notify_main_conf_t *gmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (gmcf->output) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "takes a file name";
+    }
+
+    /* opened by NGINX itself, so "nginx -s reopen" reopens it */
+    gmcf->output = ngx_conf_open_file(cf->cycle, &value[1]);
+    if (gmcf->output == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_graph_notify_client_state(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_graph_notify_loc_conf_t *glcf = conf;
+
+    u_char     *p;
+    ssize_t     n;
+    ngx_str_t  *value, *cs, name;
+    ngx_file_t  file;
+    u_char      buf[NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX + 2];
+
+    value = cf->args->elts;
+
+    if (glcf->client_states == NULL) {
+        glcf->client_states = ngx_array_create(cf->pool, 2,
+                                               sizeof(ngx_str_t));
+        if (glcf->client_states == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    cs = ngx_array_push(glcf->client_states);
+    if (cs == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strncmp(value[1].data, "file:", 5) != 0) {
+        *cs = value[1];
+        goto check;
+    }
+
+    name.data = value[1].data + 5;
+    name.len = value[1].len - 5;
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", &name);
+    }
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* one line; the trailing newline that editors add is not part of it */
+
+    p = buf + n;
+
+    while (p > buf && (p[-1] == LF || p[-1] == CR)) {
+        p--;
+    }
+
+    if (ngx_strlchr(buf, p, LF) != NULL || ngx_strlchr(buf, p, CR) != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "client state file \"%V\" must hold one line",
+                           &name);
+        return NGX_CONF_ERROR;
+    }
+
+    cs->len = p - buf;
+    cs->data = ngx_pnalloc(cf->pool, cs->len);
+    if (cs->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(cs->data, buf, cs->len);
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+check:
+
+    /* the value itself is a secret: never echo it in a message */
+
+    if (cs->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty client state");
+        return NGX_CONF_ERROR;
+    }
+
+    if (cs->len > NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "client state is longer than %d characters",
+                           NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_graph_notify_tenant(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_graph_notify_loc_conf_t *glcf = conf;
+
+    ngx_str_t   *value, *t;
+    ngx_uint_t   i, k;
+
+    if (glcf->tenants) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    glcf->tenants = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                     sizeof(ngx_str_t));
+    if (glcf->tenants == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        /* a tenant id is a GUID: 8-4-4-4-12 hex digits */
+
+        if (value[i].len != 36) {
+            goto invalid;
+        }
+
+        for (k = 0; k < 36; k++) {
+            if (k == 8 || k == 13 || k == 18 || k == 23) {
+                if (value[i].data[k] != '-') {
+                    goto invalid;
+                }
+
+            } else if (!isxdigit(value[i].data[k])) {
+                goto invalid;
+            }
+        }
+
+        t = ngx_array_push(glcf->tenants);
+        if (t == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *t = value[i];
+        continue;
+
+    invalid:
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid tenant id \"%V\", expected a GUID",
+                           &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_graph_notify_decryption_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_graph_notify_loc_conf_t *glcf = conf;
+
+    ngx_str_t               *value;
+    ngx_uint_t               i;
+    ngx_graph_notify_key_t  *key;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > 128) {
+        return "needs a certificate id of 1 to 128 characters";
+    }
+
+    if (glcf->keys == NULL) {
+        glcf->keys = ngx_array_create(cf->pool, 2,
+                                      sizeof(ngx_graph_notify_key_t));
+        if (glcf->keys == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    key = glcf->keys->elts;
+
+    for (i = 0; i < glcf->keys->nelts; i++) {
+        if (key[i].id.len == value[1].len
+            && ngx_strncmp(key[i].id.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate certificate id \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    key = ngx_array_push(glcf->keys);
+    if (key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(key, sizeof(ngx_graph_notify_key_t));
+    key->id = value[1];
+
+    return ngx_graph_notify_key_load(cf, key, &value[2], &value[3]);
+}
+
+
+static ngx_int_t
+ngx_graph_notify_init_wake(ngx_conf_t *cf,
+    ngx_graph_notify_main_conf_t *gmcf)
+{
+#if (NGX_LINUX)
+
+    ngx_pool_cleanup_t  *cln;
+
+    /*
+     * Created here, in the master, so that every worker and the helper
+     * inherit it; the cycle pool's cleanup closes it once the cycle that
+     * made it is gone.
+     */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    gmcf->wake_fd = eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC);
+
+    if (gmcf->wake_fd == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "eventfd() failed");
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_graph_notify_close_wake;
+    cln->data = gmcf;
+
+#endif
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_close_wake(void *data)
+{
+    ngx_graph_notify_main_conf_t *gmcf = data;
+
+    if (gmcf->wake_fd != NGX_INVALID_FILE) {
+        (void) close(gmcf->wake_fd);
+        gmcf->wake_fd = NGX_INVALID_FILE;
+    }
+}
+
+
+static ngx_int_t
+ngx_graph_notify_init_process(ngx_cycle_t *cycle)
+{
+    ngx_graph_notify_main_conf_t  *gmcf;
+
+    /*
+     * With a master process the helper is started by the path manager;
+     * without one, the single process runs the helper's work itself.
+     * Never fail here: in a helper process that would stop NGINX from
+     * ever respawning it.
+     */
+
+    if (ngx_process != NGX_PROCESS_SINGLE) {
+        return NGX_OK;
+    }
+
+    gmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_graph_notify_module);
+
+    if (gmcf == NULL || gmcf->used_file.len == 0) {
+        return NGX_OK;
+    }
+
+    (void) ngx_graph_notify_helper_start(cycle);
+
+    return NGX_OK;
+}

@@ -1,0 +1,293 @@
+
+/*
+ * Copyright (C) ngx_graph_notify_module authors
+ */
+
+
+#include "ngx_graph_notify.h"
+
+
+typedef struct {
+    ngx_graph_notify_stats_t    stats;
+    ngx_uint_t                  pending;
+    ngx_uint_t                  inflight;
+    size_t                      bytes;
+    size_t                      zone_size;
+    ngx_uint_t                  max_items;
+    time_t                      now;
+} ngx_graph_notify_snapshot_t;
+
+
+static void ngx_graph_notify_snapshot(ngx_graph_notify_queue_t *q,
+    ngx_shm_zone_t *zone, ngx_graph_notify_snapshot_t *s);
+static u_char *ngx_graph_notify_status_json(u_char *p, u_char *last,
+    ngx_graph_notify_snapshot_t *s);
+static u_char *ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
+    ngx_graph_notify_snapshot_t *s);
+
+
+#define NGX_GRAPH_NOTIFY_STATUS_SIZE  8192
+
+
+ngx_int_t
+ngx_graph_notify_status_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      format;
+    ngx_buf_t                     *b;
+    ngx_uint_t                     prometheus;
+    ngx_chain_t                    out;
+    ngx_graph_notify_snapshot_t    s;
+    ngx_graph_notify_main_conf_t  *gmcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    prometheus = 0;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK) {
+        if (format.len == 10
+            && ngx_strncmp(format.data, "prometheus", 10) == 0)
+        {
+            prometheus = 1;
+
+        } else if (format.len != 4
+                   || ngx_strncmp(format.data, "json", 4) != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "graph_notify: unknown status format, "
+                          "use \"json\" or \"prometheus\"");
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
+
+    ngx_graph_notify_snapshot(gmcf->shm_zone->data, gmcf->shm_zone, &s);
+    s.max_items = gmcf->max_items;
+
+    b = ngx_create_temp_buf(r->pool, NGX_GRAPH_NOTIFY_STATUS_SIZE);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (prometheus) {
+        b->last = ngx_graph_notify_status_prometheus(b->pos, b->end, &s);
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4; charset=utf-8");
+
+    } else {
+        b->last = ngx_graph_notify_status_json(b->pos, b->end, &s);
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static void
+ngx_graph_notify_snapshot(ngx_graph_notify_queue_t *q, ngx_shm_zone_t *zone,
+    ngx_graph_notify_snapshot_t *s)
+{
+    ngx_queue_t  *qe;
+
+    ngx_memzero(s, sizeof(ngx_graph_notify_snapshot_t));
+
+    ngx_shmtx_lock(&q->shpool->mutex);
+
+    s->stats = q->sh->stats;
+    s->bytes = q->sh->bytes;
+
+    for (qe = ngx_queue_head(&q->sh->inflight);
+         qe != ngx_queue_sentinel(&q->sh->inflight);
+         qe = ngx_queue_next(qe))
+    {
+        s->inflight++;
+    }
+
+    s->pending = q->sh->count - s->inflight;
+
+    ngx_shmtx_unlock(&q->shpool->mutex);
+
+    s->zone_size = zone->shm.size;
+    s->now = ngx_time();
+}
+
+
+static u_char *
+ngx_graph_notify_status_json(u_char *p, u_char *last,
+    ngx_graph_notify_snapshot_t *s)
+{
+    ngx_uint_t                 i, failures;
+    ngx_graph_notify_stats_t  *st;
+
+    st = &s->stats;
+
+    failures = 0;
+
+    for (i = NGX_GRAPH_NOTIFY_DROP_CRYPTO; i < NGX_GRAPH_NOTIFY_DROP_N; i++) {
+        failures += st->dropped[i];
+    }
+
+    p = ngx_slprintf(p, last,
+                     "{\"version\":\"" NGX_GRAPH_NOTIFY_VERSION "\","
+                     "\"requests\":%uA,\"handshakes\":%uA,"
+                     "\"rejected\":%uA,\"queueFull\":%uA,"
+                     "\"items\":{\"received\":%uA,\"accepted\":%uA,"
+                     "\"written\":%uA,\"decryptFailures\":%ui,"
+                     "\"dropped\":{",
+                     st->requests, st->handshakes, st->rejected,
+                     st->queue_full, st->items_received,
+                     st->items_accepted, st->items_written, failures);
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_DROP_N; i++) {
+        p = ngx_slprintf(p, last, "%s\"%V\":%uA", i ? "," : "",
+                         &ngx_graph_notify_drop_names[i], st->dropped[i]);
+    }
+
+    p = ngx_slprintf(p, last,
+                     "}},\"queue\":{\"items\":%ui,\"pending\":%ui,"
+                     "\"inflight\":%ui,\"bytes\":%uz,\"maxItems\":%ui,"
+                     "\"zoneSize\":%uz},"
+                     "\"helper\":{\"pid\":%uA,\"starts\":%uA,"
+                     "\"heartbeatAge\":%T,\"leaseReclaims\":%uA,"
+                     "\"outputErrors\":%uA}}\n",
+                     s->pending + s->inflight, s->pending, s->inflight,
+                     s->bytes, s->max_items, s->zone_size,
+                     st->helper_pid, st->helper_starts,
+                     st->helper_heartbeat
+                         ? s->now - (time_t) st->helper_heartbeat : -1,
+                     st->lease_reclaims, st->output_errors);
+
+    return p;
+}
+
+
+static u_char *
+ngx_graph_notify_metric(u_char *p, u_char *last, const char *name,
+    const char *type, const char *help)
+{
+    return ngx_slprintf(p, last, "# HELP graph_notify_%s %s\n"
+                                 "# TYPE graph_notify_%s %s\n",
+                        name, help, name, type);
+}
+
+
+static u_char *
+ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
+    ngx_graph_notify_snapshot_t *s)
+{
+    ngx_uint_t                 i;
+    ngx_graph_notify_stats_t  *st;
+
+    st = &s->stats;
+
+    p = ngx_graph_notify_metric(p, last, "requests_total", "counter",
+                                "Notification POSTs received.");
+    p = ngx_slprintf(p, last, "graph_notify_requests_total %uA\n",
+                     st->requests);
+
+    p = ngx_graph_notify_metric(p, last, "handshakes_total", "counter",
+                                "Validation handshakes answered.");
+    p = ngx_slprintf(p, last, "graph_notify_handshakes_total %uA\n",
+                     st->handshakes);
+
+    p = ngx_graph_notify_metric(p, last, "rejected_total", "counter",
+                                "Requests answered with a 4xx status.");
+    p = ngx_slprintf(p, last, "graph_notify_rejected_total %uA\n",
+                     st->rejected);
+
+    p = ngx_graph_notify_metric(p, last, "queue_full_total", "counter",
+                                "Requests answered 503 as the queue was "
+                                "full.");
+    p = ngx_slprintf(p, last, "graph_notify_queue_full_total %uA\n",
+                     st->queue_full);
+
+    p = ngx_graph_notify_metric(p, last, "items_received_total", "counter",
+                                "Notification items received.");
+    p = ngx_slprintf(p, last, "graph_notify_items_received_total %uA\n",
+                     st->items_received);
+
+    p = ngx_graph_notify_metric(p, last, "items_accepted_total", "counter",
+                                "Notification items queued.");
+    p = ngx_slprintf(p, last, "graph_notify_items_accepted_total %uA\n",
+                     st->items_accepted);
+
+    p = ngx_graph_notify_metric(p, last, "items_written_total", "counter",
+                                "Items written to the output.");
+    p = ngx_slprintf(p, last, "graph_notify_items_written_total %uA\n",
+                     st->items_written);
+
+    p = ngx_graph_notify_metric(p, last, "items_dropped_total", "counter",
+                                "Items dropped, by reason.");
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_DROP_N; i++) {
+        p = ngx_slprintf(p, last,
+                         "graph_notify_items_dropped_total{reason=\"%V\"} "
+                         "%uA\n", &ngx_graph_notify_drop_names[i],
+                         st->dropped[i]);
+    }
+
+    p = ngx_graph_notify_metric(p, last, "queue_items", "gauge",
+                                "Items in the queue, by state.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_queue_items{state=\"pending\"} %ui\n"
+                     "graph_notify_queue_items{state=\"inflight\"} %ui\n",
+                     s->pending, s->inflight);
+
+    p = ngx_graph_notify_metric(p, last, "queue_bytes", "gauge",
+                                "Bytes of queued items.");
+    p = ngx_slprintf(p, last, "graph_notify_queue_bytes %uz\n", s->bytes);
+
+    p = ngx_graph_notify_metric(p, last, "queue_max_items", "gauge",
+                                "Item capacity of the queue.");
+    p = ngx_slprintf(p, last, "graph_notify_queue_max_items %ui\n",
+                     s->max_items);
+
+    p = ngx_graph_notify_metric(p, last, "output_errors_total", "counter",
+                                "Failed writes to the output.");
+    p = ngx_slprintf(p, last, "graph_notify_output_errors_total %uA\n",
+                     st->output_errors);
+
+    p = ngx_graph_notify_metric(p, last, "lease_reclaims_total", "counter",
+                                "Items taken back from a helper that "
+                                "stopped.");
+    p = ngx_slprintf(p, last, "graph_notify_lease_reclaims_total %uA\n",
+                     st->lease_reclaims);
+
+    p = ngx_graph_notify_metric(p, last, "helper_starts_total", "counter",
+                                "Helper process starts.");
+    p = ngx_slprintf(p, last, "graph_notify_helper_starts_total %uA\n",
+                     st->helper_starts);
+
+    p = ngx_graph_notify_metric(p, last, "helper_heartbeat_seconds",
+                                "gauge", "Unix time of the helper's last "
+                                "heartbeat.");
+    p = ngx_slprintf(p, last, "graph_notify_helper_heartbeat_seconds %uA\n",
+                     st->helper_heartbeat);
+
+    return p;
+}
