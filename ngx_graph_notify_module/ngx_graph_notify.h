@@ -14,6 +14,7 @@
 
 #include <openssl/evp.h>
 #include <jansson.h>
+#include <curl/curl.h>
 
 
 #define NGX_GRAPH_NOTIFY_VERSION          "0.1.0"
@@ -78,6 +79,14 @@ typedef struct {
     ngx_atomic_t                helper_pid;
     ngx_atomic_t                helper_starts;
     ngx_atomic_t                helper_heartbeat;
+
+    /* the helper's app-only sign-in, as the status page shows it */
+    ngx_atomic_t                token_requests;
+    ngx_atomic_t                token_failures;
+    ngx_atomic_t                token_failing;
+    ngx_atomic_t                token_ok_at;
+    ngx_atomic_t                token_expires_at;
+    u_char                      token_error[160];
 } ngx_graph_notify_stats_t;
 
 
@@ -131,6 +140,23 @@ typedef struct {
 } ngx_graph_notify_entry_t;
 
 
+typedef enum {
+    NGX_GRAPH_NOTIFY_ASSERTION_PS256 = 0,
+    NGX_GRAPH_NOTIFY_ASSERTION_RS256
+} ngx_graph_notify_assertion_e;
+
+
+/* the app registration that the helper signs in as (app-only) */
+typedef struct {
+    ngx_str_t                   app_id;
+    ngx_str_t                   secret;
+    EVP_PKEY                   *key;
+    ngx_str_t                   x5t;           /* base64url SHA-1 of DER */
+    ngx_str_t                   x5t_s256;      /* base64url SHA-256 */
+    ngx_graph_notify_assertion_e  alg;
+} ngx_graph_notify_app_t;
+
+
 typedef struct {
     ngx_shm_zone_t             *shm_zone;
     ngx_uint_t                  max_items;
@@ -138,6 +164,17 @@ typedef struct {
     ngx_open_file_t            *output;
     time_t                      lease;
     ngx_fd_t                    wake_fd;
+
+    /* the Graph client of the helper; off unless app_id is set */
+    ngx_graph_notify_app_t      app;
+    ngx_str_t                   graph_url;
+    ngx_str_t                   login_url;
+    ngx_str_t                   ca_file;
+    ngx_msec_t                  connect_timeout;
+    ngx_msec_t                  request_timeout;
+    ngx_uint_t                  concurrency;
+    ngx_uint_t                  rate;
+    time_t                      record_horizon;
 
     /* where "graph_notify" was first used, for configuration errors */
     ngx_str_t                   used_file;
@@ -191,6 +228,57 @@ void ngx_graph_notify_queue_wake(ngx_fd_t fd, ngx_log_t *log);
 /* ngx_graph_notify_helper.c */
 ngx_msec_t ngx_graph_notify_helper_manager(void *data);
 ngx_int_t ngx_graph_notify_helper_start(ngx_cycle_t *cycle);
+
+/* ngx_graph_notify_http.c: libcurl's multi interface on the event loop */
+
+typedef struct ngx_graph_notify_http_s  ngx_graph_notify_http_t;
+
+typedef void (*ngx_graph_notify_http_done_pt)(ngx_graph_notify_http_t *req);
+
+struct ngx_graph_notify_http_s {
+    CURL                           *easy;
+    struct curl_slist              *headers;
+    ngx_pool_t                     *pool;
+    ngx_log_t                      *log;
+
+    /* the answer, valid in the handler */
+    CURLcode                        result;
+    long                            status;
+    ngx_str_t                       body;
+    time_t                          retry_after;
+    char                            error[CURL_ERROR_SIZE];
+
+    ngx_graph_notify_http_done_pt   handler;
+    void                           *data;
+
+    size_t                          max_body;
+    ngx_uint_t                      running;
+};
+
+ngx_int_t ngx_graph_notify_http_init(ngx_cycle_t *cycle,
+    ngx_graph_notify_main_conf_t *gmcf);
+ngx_graph_notify_http_t *ngx_graph_notify_http_create(ngx_pool_t *pool,
+    ngx_log_t *log, const char *method, ngx_str_t *url);
+ngx_int_t ngx_graph_notify_http_header(ngx_graph_notify_http_t *req,
+    ngx_str_t *name, ngx_str_t *value);
+ngx_int_t ngx_graph_notify_http_body(ngx_graph_notify_http_t *req,
+    ngx_str_t *body, const char *content_type);
+ngx_int_t ngx_graph_notify_http_start(ngx_graph_notify_http_t *req);
+void ngx_graph_notify_http_abort(ngx_graph_notify_http_t *req);
+ngx_uint_t ngx_graph_notify_http_running(void);
+
+/* ngx_graph_notify_token.c: app-only tokens, one per tenant */
+
+typedef void (*ngx_graph_notify_token_ready_pt)(void *data);
+
+char *ngx_graph_notify_app_certificate(ngx_conf_t *cf,
+    ngx_graph_notify_app_t *app, ngx_str_t *cert_file, ngx_str_t *key_file);
+ngx_int_t ngx_graph_notify_token_init(ngx_cycle_t *cycle,
+    ngx_graph_notify_main_conf_t *gmcf,
+    ngx_graph_notify_token_ready_pt ready, void *data);
+ngx_int_t ngx_graph_notify_token_get(ngx_str_t *tenant, ngx_str_t *bearer);
+void ngx_graph_notify_token_invalidate(ngx_str_t *tenant,
+    ngx_str_t *bearer);
 
 /* ngx_graph_notify_output.c */
 ngx_int_t ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,
