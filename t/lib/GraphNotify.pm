@@ -1,0 +1,241 @@
+package GraphNotify;
+
+# Shared helpers of the test suite.  They work the same under the real
+# Test::Nginx and under t/compat, since both run add_response_body_check.
+#
+# A block may carry a "--- post_check" section: Perl code run once, after
+# the block's last response, with the helpers below in scope.  Its Test::More
+# assertions count as the block's tests.
+
+use strict;
+use warnings;
+
+use Test::More;
+use HTTP::Tiny;
+use JSON::PP;
+use Time::HiRes qw(sleep time);
+use Exporter 'import';
+
+our @EXPORT = qw(
+    output_file output_lines wait_lines status status_text vector
+    read_file rich_body sim_cmd valgrind_factor nginx_pid helper_pid
+    wait_helper_pid reload_nginx json_decode json_encode http_post
+    basic_item basic_body notify_url data_file log_count
+);
+
+my $json = JSON::PP->new->canonical->allow_nonref;
+
+sub json_decode { $json->decode($_[0]) }
+sub json_encode { $json->encode($_[0]) }
+
+sub valgrind_factor { $ENV{TEST_NGINX_USE_VALGRIND} ? 6 : 1 }
+
+sub servroot { $ENV{TEST_NGINX_SERVER_ROOT} || Test::Nginx::Socket::server_root() }
+
+sub data_file { "$ENV{TEST_NGINX_TOP}/t/data/$_[0]" }
+
+sub output_file { servroot() . "/logs/graph_notify.ndjson" }
+
+sub read_file {
+    my ($path) = @_;
+    open my $fh, '<:raw', $path or return undef;
+    local $/;
+    my $s = <$fh>;
+    close $fh;
+    return $s;
+}
+
+sub output_lines {
+    my $s = read_file(output_file());
+    return () unless defined $s && length $s;
+    return split /\n/, $s;
+}
+
+# Waits until the output holds at least $n lines (the helper writes them
+# after the 202), then a little longer to catch lines that should not be
+# there; returns the lines decoded.
+sub wait_lines {
+    my ($n, $timeout) = @_;
+    $timeout = ($timeout || 10) * valgrind_factor();
+    my $end = time + $timeout;
+    my @lines;
+    while (1) {
+        @lines = output_lines();
+        last if @lines >= $n || time > $end;
+        sleep 0.05;
+    }
+    sleep 0.2 * valgrind_factor();
+    @lines = output_lines();
+    return map { json_decode($_) } @lines;
+}
+
+sub http_get {
+    my ($path) = @_;
+    my $res = HTTP::Tiny->new(timeout => 10 * valgrind_factor())
+        ->get("http://127.0.0.1:" . Test::Nginx::Socket::server_port() . $path);
+    return $res;
+}
+
+sub http_post {
+    my ($path, $body, $headers) = @_;
+    return HTTP::Tiny->new(timeout => 10 * valgrind_factor())->post(
+        "http://127.0.0.1:" . Test::Nginx::Socket::server_port() . $path,
+        { content => $body,
+          headers => { 'Content-Type' => 'application/json',
+                       %{ $headers || {} } } });
+}
+
+sub status {
+    my $res = http_get("/graph/status");
+    die "status page: $res->{status} $res->{content}\n"
+        unless $res->{status} == 200;
+    return json_decode($res->{content});
+}
+
+sub status_text {
+    my ($query) = @_;
+    return http_get("/graph/status" . ($query || ''))->{content};
+}
+
+sub nginx_pid {
+    my $s = read_file(servroot() . "/logs/nginx.pid");
+    chomp $s if defined $s;
+    return $s;
+}
+
+sub helper_pid { status()->{helper}{pid} }
+
+# After a (re)start, the helper's pid once it has written its heartbeat.
+sub wait_helper_pid {
+    my ($not) = @_;
+    my $end = time + 10 * valgrind_factor();
+    while (time < $end) {
+        my $st = eval { status() };
+        if ($st && $st->{helper}{pid}
+            && (!$not || $st->{helper}{pid} != $not)
+            && kill(0, $st->{helper}{pid}))
+        {
+            return $st->{helper}{pid};
+        }
+        sleep 0.1;
+    }
+    return 0;
+}
+
+sub reload_nginx {
+    my $old = helper_pid();
+    kill 'HUP', nginx_pid();
+    return wait_helper_pid($old);
+}
+
+sub vector {
+    my ($name) = @_;
+    my $s = read_file("$ENV{TEST_NGINX_VECTORS}/$name");
+    die "missing test vector $name\n" unless defined $s;
+    return $s;
+}
+
+sub sim_cmd {
+    my @args = @_;
+    my $py = $ENV{PYTHON} || '/usr/bin/python3';
+    return "$py $ENV{TEST_NGINX_TOP}/scripts/graph-sim @args";
+}
+
+# A rich notification body, encrypted for a test certificate by the
+# simulator, optionally with a fault ("bad-hmac", "key-length", ...).
+sub rich_body {
+    my (%o) = @_;
+    my $content = $o{content} || data_file('chat-message.json');
+    my @args = ('rich', '--print',
+                '--cert', $o{cert} || data_file('enc-test.crt'),
+                '--cert-id', $o{cert_id} || 'test-key-1',
+                '--content', $content,
+                '--client-state', $o{client_state} || 'secret-1',
+                '--tenant', $o{tenant} || '11111111-2222-3333-4444-555555555555',
+                '--subscription', $o{subscription} || 'sub-rich-1');
+    push @args, '--fault', $o{fault} if $o{fault};
+    my $cmd = sim_cmd(@args);
+    my $out = `$cmd`;
+    die "graph-sim rich failed: $cmd\n" if $? != 0;
+    return $out;
+}
+
+sub basic_item {
+    my (%o) = @_;
+    my $id = $o{record} || 'a3e1d8c4-0000-4000-8000-000000000001';
+    my $item = {
+        subscriptionId => $o{subscription} || 'sub-basic-1',
+        subscriptionExpirationDateTime => '2026-11-26T10:00:00.0000000+00:00',
+        changeType => $o{change} || 'created',
+        resource => "communications/callRecords/$id",
+        resourceData => {
+            '@odata.type' => '#Microsoft.Graph.callRecord',
+            '@odata.id' => "communications/callRecords/$id",
+            id => $id,
+        },
+        clientState => exists $o{client_state} ? $o{client_state}
+                                               : 'secret-1',
+        tenantId => $o{tenant} || '11111111-2222-3333-4444-555555555555',
+    };
+    delete $item->{clientState} unless defined $item->{clientState};
+    return $item;
+}
+
+sub basic_body {
+    my @items = @_;
+    @items = (basic_item()) unless @items;
+    return json_encode({ value => \@items });
+}
+
+sub notify_url { "/graph/notify" }
+
+# Lines of this block's error.log that match $re.
+sub log_count {
+    my ($re) = @_;
+    my $s = read_file(servroot() . "/logs/error.log");
+    return 0 unless defined $s;
+    return scalar grep { /$re/ } split /\n/, $s;
+}
+
+# Blocks without their own get this configuration.
+
+our $HTTP_CONFIG = <<'END';
+    graph_notify_zone graph_notify:1m;
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
+    graph_notify_client_state secret-1;
+    graph_notify_decryption_key test-key-1
+        $TEST_NGINX_TOP/t/data/enc-test.crt $TEST_NGINX_TOP/t/data/enc-test.key;
+END
+
+our $CONFIG = <<'END';
+    location = /graph/notify { graph_notify; }
+    location = /graph/status { graph_notify_status; }
+END
+
+Test::Nginx::Socket::add_block_preprocessor(sub {
+    my ($block) = @_;
+
+    $block->set_value('http_config', $HTTP_CONFIG)
+        unless defined $block->http_config;
+    $block->set_value('config', $CONFIG) unless defined $block->config;
+});
+
+Test::Nginx::Socket::add_response_body_check(sub {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+
+    return if $dry_run;
+
+    my $code = $block->post_check;
+    return unless defined $code;
+
+    my $req = $block->request;
+    my $n = ref($req) eq 'ARRAY' ? scalar(@$req) : 1;
+    return unless $req_idx == $n - 1;
+
+    package main;
+    no strict;
+    eval "use GraphNotify; $code; 1" or die "post_check: $@";
+});
+
+1;
