@@ -23,7 +23,7 @@ our @EXPORT = qw(
     basic_item basic_body notify_url data_file log_count
 );
 
-my $json = JSON::PP->new->canonical->allow_nonref;
+my $json = JSON::PP->new->utf8->canonical->allow_nonref;
 
 sub json_decode { $json->decode($_[0]) }
 sub json_encode { $json->encode($_[0]) }
