@@ -274,6 +274,8 @@ ngx_graph_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_graph_notify_loc_conf_t *prev = parent;
     ngx_graph_notify_loc_conf_t *conf = child;
 
+    ngx_http_core_loc_conf_t  *clcf;
+
     /* lists are inherited whole, like add_header */
 
     if (conf->client_states == NULL) {
@@ -286,6 +288,16 @@ ngx_graph_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->keys == NULL) {
         conf->keys = prev->keys;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_graph_notify_handler
+        && conf->client_states == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "no graph_notify_client_state for this location: "
+                           "anyone who knows the URL can post notifications");
     }
 
     return NGX_CONF_OK;
