@@ -538,13 +538,15 @@ ngx_graph_notify_default_file(ngx_conf_t *cf, ngx_str_t *path,
         name = bare;
     }
 
+    /* NUL-terminated: NGINX hands path names to system calls as they are */
+
     path->len = dir + ngx_strlen(name);
-    path->data = ngx_pnalloc(cf->pool, path->len);
+    path->data = ngx_pnalloc(cf->pool, path->len + 1);
     if (path->data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(path->data, "%*s%s", dir, compiled, name);
+    ngx_sprintf(path->data, "%*s%s%Z", dir, compiled, name);
 
     return NGX_OK;
 }

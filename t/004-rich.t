@@ -50,7 +50,8 @@ __DATA__
     validationTokens => ["eyJ0eXAiOiJKV1QifQ.e30.c2ln"] })
 --- error_code: 202
 --- no_error_log
-[warn]
+graph_notify: dropped
+[error]
 --- post_check
 my @l = wait_lines(1);
 is(scalar @l, 1, "one line");

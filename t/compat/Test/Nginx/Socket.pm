@@ -354,8 +354,11 @@ sub nginx_cmd {
     return \@cmd unless $valgrind;
     return ['valgrind', '-q', split(' ', $valgrind), @cmd] if $valgrind !~ /^\d+$/;
     my $supp = Cwd::cwd() . '/valgrind.suppress';
+    # valgrind reports go to their own files, relayed to stderr when nginx
+    # stops, so that nginx's own start-up stderr stays checkable
     return ['valgrind', '-q', '--tool=memcheck', '--leak-check=full',
             '--show-possibly-lost=no', '--gen-suppressions=all',
+            "--log-file=$LogDir/valgrind.%p.log",
             (-f $supp ? "--suppressions=$supp" : ()), '--num-callers=30', @cmd];
 }
 
@@ -382,8 +385,8 @@ sub start_nginx {
     my $cmd = nginx_cmd($valgrind);
     if ($valgrind) {    # not a daemon; requests wait for the port to answer
         warn "$name\n";
-        $ChildPid = spawn_nginx($cmd, undef, 1);
-        $StderrUnread = 0;
+        $ChildPid = spawn_nginx($cmd, $StderrFile, 1);
+        $StderrUnread = 1;
         return sleep $Sleep;
     }
     for (my $waited = 0; ; $waited += 0.2) {
@@ -429,6 +432,11 @@ sub stop_nginx {
     waitpid($ChildPid, 0) if defined $ChildPid;
     undef $ChildPid;
     unlink $PidFile;
+    for my $report (glob "$LogDir/valgrind.*.log") {
+        my $text = slurp($report) // '';
+        print STDERR $text;
+        unlink $report;
+    }
 }
 
 sub slurp {
