@@ -540,6 +540,8 @@ ngx_graph_notify_http_done(void)
         req->result = result;
         req->status = status;
 
+        /* the body is always NUL-terminated, if empty */
+
         if (req->body.data == NULL) {
             req->body.data = ngx_pnalloc(req->pool, 1);
 
@@ -552,10 +554,12 @@ ngx_graph_notify_http_done(void)
                                        (u_char *) "out of memory",
                                        CURL_ERROR_SIZE);
                 }
-            }
-        }
 
-        if (req->body.data[req->body.len] != '\0') {
+            } else {
+                req->body.data[0] = '\0';
+            }
+
+        } else {
             req->body.data[req->body.len] = '\0';
         }
 
@@ -711,7 +715,7 @@ ngx_graph_notify_http_create(ngx_pool_t *pool, ngx_log_t *log,
                             ngx_graph_notify_http_read_header);
     ngx_graph_notify_setopt(CURLOPT_HEADERDATA, r);
 
-    if (ngx_strcmp(method, "GET") != 0 && ngx_strcmp(method, "DELETE") != 0) {
+    if (ngx_strcmp(method, "POST") == 0 || ngx_strcmp(method, "PATCH") == 0) {
         /*
          * POST and PATCH send a body, empty until one is set; without
          * POSTFIELDS curl would read the body from stdin.
@@ -874,11 +878,13 @@ ngx_graph_notify_http_body(ngx_graph_notify_http_t *req, ngx_str_t *body,
     r->post.data = p;
     r->post.len = body->len;
 
-    if (ngx_strcmp(r->method, "DELETE") == 0
-        && curl_easy_setopt(req->easy, CURLOPT_POST, 1L) != CURLE_OK)
-    {
-        /* DELETE with a body: sent as POST data, under the DELETE method */
-        return NGX_ERROR;
+    if (ngx_strcmp(r->method, "DELETE") == 0) {
+
+        /* a DELETE with a body: POST data under the DELETE method */
+
+        if (curl_easy_setopt(req->easy, CURLOPT_POST, 1L) != CURLE_OK) {
+            return NGX_ERROR;
+        }
     }
 
     if (curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE_LARGE,
