@@ -46,7 +46,33 @@ static ngx_int_t ngx_graph_notify_init_wake(ngx_conf_t *cf,
     ngx_graph_notify_main_conf_t *gmcf);
 static void ngx_graph_notify_close_wake(void *data);
 static char *ngx_graph_notify_mark_used(ngx_conf_t *cf);
+static char *ngx_graph_notify_conf_secret(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_str_t *secret, size_t max, char *what);
+static char *ngx_graph_notify_app_id(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_graph_notify_client_secret(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_graph_notify_client_certificate(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_graph_notify_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_graph_notify_ca_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_graph_notify_check_app(ngx_conf_t *cf,
+    ngx_graph_notify_main_conf_t *gmcf);
+static ngx_int_t ngx_graph_notify_is_guid(ngx_str_t *s);
 static ngx_int_t ngx_graph_notify_init_process(ngx_cycle_t *cycle);
+
+
+/* Graph allows 1,500 requests per 20 s per app and tenant (protocol 6.3) */
+
+static ngx_conf_num_bounds_t  ngx_graph_notify_concurrency_bounds = {
+    ngx_conf_check_num_bounds, 1, 256
+};
+
+static ngx_conf_num_bounds_t  ngx_graph_notify_rate_bounds = {
+    ngx_conf_check_num_bounds, 1, 75
+};
 
 
 static ngx_command_t  ngx_graph_notify_commands[] = {
@@ -114,6 +140,83 @@ static ngx_command_t  ngx_graph_notify_commands[] = {
       0,
       NULL },
 
+    { ngx_string("graph_notify_app_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_app_id,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_client_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_client_secret,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_client_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_graph_notify_client_certificate,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_graph_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_url,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, graph_url),
+      NULL },
+
+    { ngx_string("graph_notify_login_url"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_url,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, login_url),
+      NULL },
+
+    { ngx_string("graph_notify_ca_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_ca_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("graph_notify_request_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, request_timeout),
+      NULL },
+
+    { ngx_string("graph_notify_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, concurrency),
+      &ngx_graph_notify_concurrency_bounds },
+
+    { ngx_string("graph_notify_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, rate),
+      &ngx_graph_notify_rate_bounds },
+
+    { ngx_string("graph_notify_record_horizon"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, record_horizon),
+      NULL },
+
       ngx_null_command
 };
 
@@ -171,6 +274,11 @@ ngx_graph_notify_create_main_conf(ngx_conf_t *cf)
     gmcf->max_items = NGX_CONF_UNSET_UINT;
     gmcf->lease = NGX_CONF_UNSET;
     gmcf->wake_fd = NGX_INVALID_FILE;
+    gmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    gmcf->request_timeout = NGX_CONF_UNSET_MSEC;
+    gmcf->concurrency = NGX_CONF_UNSET_UINT;
+    gmcf->rate = NGX_CONF_UNSET_UINT;
+    gmcf->record_horizon = NGX_CONF_UNSET;
 
     return gmcf;
 }
@@ -185,6 +293,23 @@ ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_graph_notify_queue_t  *q;
 
     ngx_conf_init_value(gmcf->lease, 60);
+    ngx_conf_init_msec_value(gmcf->connect_timeout, 10000);
+    ngx_conf_init_msec_value(gmcf->request_timeout, 60000);
+    ngx_conf_init_uint_value(gmcf->concurrency, 16);
+    ngx_conf_init_uint_value(gmcf->rate, 50);
+    ngx_conf_init_value(gmcf->record_horizon, 4 * 60 * 60);
+
+    if (gmcf->graph_url.len == 0) {
+        ngx_str_set(&gmcf->graph_url, "https://graph.microsoft.com");
+    }
+
+    if (gmcf->login_url.len == 0) {
+        ngx_str_set(&gmcf->login_url, "https://login.microsoftonline.com");
+    }
+
+    if (ngx_graph_notify_check_app(cf, gmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (gmcf->used_file.len == 0) {
         /* the module is loaded but not used: no zone, no helper */
@@ -585,11 +710,7 @@ ngx_graph_notify_client_state(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_graph_notify_loc_conf_t *glcf = conf;
 
-    u_char     *p;
-    ssize_t     n;
-    ngx_str_t  *value, *cs, name;
-    ngx_file_t  file;
-    u_char      buf[NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX + 2];
+    ngx_str_t  *value, *cs;
 
     value = cf->args->elts;
 
@@ -606,15 +727,40 @@ ngx_graph_notify_client_state(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_strncmp(value[1].data, "file:", 5) != 0) {
-        *cs = value[1];
+    return ngx_graph_notify_conf_secret(cf, &value[1], cs,
+                                        NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX,
+                                        "client state");
+}
+
+
+/*
+ * A secret given as is, or as "file:PATH" (one line; a trailing newline is
+ * not part of it).  The value is never echoed in a message.
+ */
+
+static char *
+ngx_graph_notify_conf_secret(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_str_t *secret, size_t max, char *what)
+{
+    u_char      *p, *buf;
+    ssize_t      n;
+    ngx_str_t    name;
+    ngx_file_t   file;
+
+    if (ngx_strncmp(value->data, "file:", 5) != 0) {
+        *secret = *value;
         goto check;
     }
 
-    name.data = value[1].data + 5;
-    name.len = value[1].len - 5;
+    name.data = value->data + 5;
+    name.len = value->len - 5;
 
     if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    buf = ngx_pnalloc(cf->temp_pool, max + 2);
+    if (buf == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -630,7 +776,7 @@ ngx_graph_notify_client_state(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+    n = ngx_read_file(&file, buf, max + 2, 0);
 
     if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
@@ -641,8 +787,6 @@ ngx_graph_notify_client_state(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    /* one line; the trailing newline that editors add is not part of it */
-
     p = buf + n;
 
     while (p > buf && (p[-1] == LF || p[-1] == CR)) {
@@ -650,35 +794,33 @@ ngx_graph_notify_client_state(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     if (ngx_strlchr(buf, p, LF) != NULL || ngx_strlchr(buf, p, CR) != NULL) {
+        ngx_explicit_memzero(buf, max + 2);
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "client state file \"%V\" must hold one line",
-                           &name);
+                           "%s file \"%V\" must hold one line", what, &name);
         return NGX_CONF_ERROR;
     }
 
-    cs->len = p - buf;
-    cs->data = ngx_pnalloc(cf->pool, cs->len);
-    if (cs->data == NULL) {
+    secret->len = p - buf;
+    secret->data = ngx_pnalloc(cf->pool, secret->len + 1);
+    if (secret->data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_memcpy(cs->data, buf, cs->len);
+    ngx_memcpy(secret->data, buf, secret->len);
+    secret->data[secret->len] = '\0';
 
-    ngx_explicit_memzero(buf, sizeof(buf));
+    ngx_explicit_memzero(buf, max + 2);
 
 check:
 
-    /* the value itself is a secret: never echo it in a message */
-
-    if (cs->len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty client state");
+    if (secret->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty %s", what);
         return NGX_CONF_ERROR;
     }
 
-    if (cs->len > NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX) {
+    if (secret->len > max) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "client state is longer than %d characters",
-                           NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX);
+                           "%s is longer than %uz characters", what, max);
         return NGX_CONF_ERROR;
     }
 
@@ -692,7 +834,7 @@ ngx_graph_notify_tenant(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_graph_notify_loc_conf_t *glcf = conf;
 
     ngx_str_t   *value, *t;
-    ngx_uint_t   i, k;
+    ngx_uint_t   i;
 
     if (glcf->tenants) {
         return "is duplicate";
@@ -708,21 +850,11 @@ ngx_graph_notify_tenant(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        /* a tenant id is a GUID: 8-4-4-4-12 hex digits */
-
-        if (value[i].len != 36) {
-            goto invalid;
-        }
-
-        for (k = 0; k < 36; k++) {
-            if (k == 8 || k == 13 || k == 18 || k == 23) {
-                if (value[i].data[k] != '-') {
-                    goto invalid;
-                }
-
-            } else if (!isxdigit(value[i].data[k])) {
-                goto invalid;
-            }
+        if (ngx_graph_notify_is_guid(&value[i]) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid tenant id \"%V\", expected a GUID",
+                               &value[i]);
+            return NGX_CONF_ERROR;
         }
 
         t = ngx_array_push(glcf->tenants);
@@ -731,14 +863,6 @@ ngx_graph_notify_tenant(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         *t = value[i];
-        continue;
-
-    invalid:
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid tenant id \"%V\", expected a GUID",
-                           &value[i]);
-        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -790,6 +914,204 @@ ngx_graph_notify_decryption_key(ngx_conf_t *cf, ngx_command_t *cmd,
     key->id = value[1];
 
     return ngx_graph_notify_key_load(cf, key, &value[2], &value[3]);
+}
+
+
+static ngx_int_t
+ngx_graph_notify_is_guid(ngx_str_t *s)
+{
+    ngx_uint_t  k;
+
+    /* 8-4-4-4-12 hex digits */
+
+    if (s->len != 36) {
+        return NGX_DECLINED;
+    }
+
+    for (k = 0; k < 36; k++) {
+        if (k == 8 || k == 13 || k == 18 || k == 23) {
+            if (s->data[k] != '-') {
+                return NGX_DECLINED;
+            }
+
+        } else if (!isxdigit(s->data[k])) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_graph_notify_app_id(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_graph_notify_main_conf_t *gmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (gmcf->app.app_id.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_graph_notify_is_guid(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid application (client) id \"%V\", "
+                           "expected a GUID", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    gmcf->app.app_id = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_graph_notify_client_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_graph_notify_main_conf_t *gmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (gmcf->app.secret.len || gmcf->app.key) {
+        return "is duplicate, or a client certificate is set already";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_graph_notify_conf_secret(cf, &value[1], &gmcf->app.secret,
+                                        1024, "client secret");
+}
+
+
+static char *
+ngx_graph_notify_client_certificate(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_graph_notify_main_conf_t *gmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (gmcf->app.secret.len || gmcf->app.key) {
+        return "is duplicate, or a client secret is set already";
+    }
+
+    value = cf->args->elts;
+
+    gmcf->app.alg = NGX_GRAPH_NOTIFY_ASSERTION_PS256;
+
+    if (cf->args->nelts == 4) {
+        if (ngx_strcmp(value[3].data, "alg=RS256") == 0) {
+            gmcf->app.alg = NGX_GRAPH_NOTIFY_ASSERTION_RS256;
+
+        } else if (ngx_strcmp(value[3].data, "alg=PS256") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", expected "
+                               "\"alg=PS256\" or \"alg=RS256\"", &value[3]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return ngx_graph_notify_app_certificate(cf, &gmcf->app, &value[1],
+                                            &value[2]);
+}
+
+
+static char *
+ngx_graph_notify_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t  *field, *value;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    *field = value[1];
+
+    if (ngx_strncmp(field->data, "https://", 8) != 0
+        && ngx_strncmp(field->data, "http://", 7) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL \"%V\", expected https://HOST[:PORT]",
+                           field);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strncmp(field->data, "http://", 7) == 0) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"%V\" is not HTTPS: use it for tests only",
+                           field);
+    }
+
+    while (field->len > 8 && field->data[field->len - 1] == '/') {
+        field->len--;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_graph_notify_ca_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_graph_notify_main_conf_t *gmcf = conf;
+
+    ngx_str_t         *value;
+    ngx_file_info_t    fi;
+
+    if (gmcf->ca_file.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    gmcf->ca_file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &gmcf->ca_file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_file_info(gmcf->ca_file.data, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_file_info_n " \"%V\" failed", &gmcf->ca_file);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_graph_notify_check_app(ngx_conf_t *cf, ngx_graph_notify_main_conf_t *gmcf)
+{
+    ngx_uint_t  credential;
+
+    credential = (gmcf->app.secret.len || gmcf->app.key);
+
+    if (gmcf->app.app_id.len && !credential) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "graph_notify_app_id needs "
+                           "graph_notify_client_secret or "
+                           "graph_notify_client_certificate");
+        return NGX_CONF_ERROR;
+    }
+
+    if (credential && gmcf->app.app_id.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "a client credential is set without "
+                           "graph_notify_app_id");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
