@@ -45,6 +45,27 @@ typedef enum {
     NGX_GRAPH_NOTIFY_DROP_N
 } ngx_graph_notify_drop_e;
 
+/* how Graph answered the helper */
+typedef enum {
+    NGX_GRAPH_NOTIFY_ANSWER_OK = 0,
+    NGX_GRAPH_NOTIFY_ANSWER_NOT_FOUND,
+    NGX_GRAPH_NOTIFY_ANSWER_THROTTLED,
+    NGX_GRAPH_NOTIFY_ANSWER_UNAUTHORIZED,
+    NGX_GRAPH_NOTIFY_ANSWER_SERVER_ERROR,
+    NGX_GRAPH_NOTIFY_ANSWER_CLIENT_ERROR,
+    NGX_GRAPH_NOTIFY_ANSWER_TRANSPORT,
+    NGX_GRAPH_NOTIFY_ANSWER_N
+} ngx_graph_notify_answer_e;
+
+/* why a call record was given up */
+typedef enum {
+    NGX_GRAPH_NOTIFY_RECORD_NOT_FOUND = 0,
+    NGX_GRAPH_NOTIFY_RECORD_REJECTED,
+    NGX_GRAPH_NOTIFY_RECORD_INVALID,
+    NGX_GRAPH_NOTIFY_RECORD_EXPIRED,
+    NGX_GRAPH_NOTIFY_RECORD_N
+} ngx_graph_notify_record_drop_e;
+
 /* reasons from UNKNOWN_KEY on are failures to decrypt a rich item */
 #define NGX_GRAPH_NOTIFY_DROP_CRYPTO      NGX_GRAPH_NOTIFY_DROP_UNKNOWN_KEY
 
@@ -87,6 +108,19 @@ typedef struct {
     ngx_atomic_t                token_ok_at;
     ngx_atomic_t                token_expires_at;
     u_char                      token_error[160];
+
+    /* the Graph client */
+    ngx_atomic_t                graph_enabled;
+    ngx_atomic_t                graph_requests;
+    ngx_atomic_t                graph_answers[NGX_GRAPH_NOTIFY_ANSWER_N];
+    ngx_atomic_t                records_written;
+    ngx_atomic_t                records_unchanged;
+    ngx_atomic_t                records_coalesced;
+    ngx_atomic_t                records_dropped[NGX_GRAPH_NOTIFY_RECORD_N];
+    ngx_atomic_t                records_active;
+    ngx_atomic_t                records_waiting;
+    ngx_atomic_t                requests_running;
+    ngx_atomic_t                tenant_pauses;
 } ngx_graph_notify_stats_t;
 
 
@@ -191,6 +225,8 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_graph_notify_module;
 extern ngx_str_t     ngx_graph_notify_drop_names[];
+extern ngx_str_t     ngx_graph_notify_answer_names[];
+extern ngx_str_t     ngx_graph_notify_record_drop_names[];
 
 
 /* ngx_graph_notify_handler.c */
@@ -280,9 +316,37 @@ ngx_int_t ngx_graph_notify_token_get(ngx_str_t *tenant, ngx_str_t *bearer);
 void ngx_graph_notify_token_invalidate(ngx_str_t *tenant,
     ngx_str_t *bearer);
 
+/* ngx_graph_notify_index.c: call-record versions written */
+
+typedef struct {
+    ngx_str_node_t              sn;
+    ngx_queue_t                 by_time;
+    int64_t                     version;
+    time_t                      written;
+    uint64_t                    fetched;
+    void                       *active;
+} ngx_graph_notify_index_node_t;
+
+ngx_int_t ngx_graph_notify_index_open(ngx_cycle_t *cycle, ngx_str_t *dir);
+ngx_graph_notify_index_node_t *ngx_graph_notify_index_get(ngx_str_t *id);
+ngx_int_t ngx_graph_notify_index_written(ngx_graph_notify_index_node_t *node,
+    int64_t version);
+void ngx_graph_notify_index_release(ngx_graph_notify_index_node_t *node);
+void ngx_graph_notify_index_sync(void);
+void ngx_graph_notify_index_maintain(void);
+
+/* ngx_graph_notify_graph.c: call records fetched from Graph */
+ngx_int_t ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
+    ngx_graph_notify_main_conf_t *gmcf);
+ngx_int_t ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job);
+ngx_uint_t ngx_graph_notify_graph_busy(void);
+void ngx_graph_notify_graph_maintain(void);
+
 /* ngx_graph_notify_output.c */
 ngx_int_t ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,
     size_t len, ngx_log_t *log);
+u_char *ngx_graph_notify_timestamp(u_char *buf);
+uint64_t ngx_graph_notify_parse_timestamp(const char *s);
 
 
 #define ngx_graph_notify_stat_inc(q, field)                                   \

@@ -726,19 +726,12 @@ ngx_graph_notify_line(ngx_http_request_t *r, json_t *item, const char *kind,
     char        *dump;
     size_t       len;
     json_t      *out, *v;
-    ngx_tm_t     tm;
-    ngx_time_t  *tp;
     const char  *key;
     u_char       ts[sizeof("1970-01-01T00:00:00.000Z")];
 
     static const char  rich_key[] = ",\"decryptedResource\":";
 
-    tp = ngx_timeofday();
-    ngx_gmtime(tp->sec, &tm);
-
-    ngx_sprintf(ts, "%4d-%02d-%02dT%02d:%02d:%02d.%03MZ%Z",
-                tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec, tp->msec);
+    (void) ngx_graph_notify_timestamp(ts);
 
     out = json_object();
     if (out == NULL) {

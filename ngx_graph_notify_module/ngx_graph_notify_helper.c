@@ -26,6 +26,7 @@ typedef struct {
     ngx_connection_t               dummy;
 
     time_t                         renewed;
+    time_t                         maintained;
     ngx_uint_t                     output_failing;
 } ngx_graph_notify_helper_t;
 
@@ -114,6 +115,10 @@ ngx_graph_notify_helper_start(ngx_cycle_t *cycle)
 
     ngx_graph_notify_helper = h;
 
+    if (gmcf->app.app_id.len) {
+        (void) ngx_graph_notify_graph_init(cycle, gmcf);
+    }
+
     ngx_graph_notify_stat_inc(h->queue, helper_starts);
     h->queue->sh->stats.helper_pid = ngx_pid;
 
@@ -187,6 +192,11 @@ ngx_graph_notify_helper_poll_handler(ngx_event_t *ev)
         h->renewed = now;
     }
 
+    if (now - h->maintained >= 3600) {
+        ngx_graph_notify_graph_maintain();
+        h->maintained = now;
+    }
+
     ngx_graph_notify_helper_drain(h);
 
     if (!ngx_exiting) {
@@ -246,20 +256,40 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
     }
 
     len = 0;
+    n = 0;
 
-    for (n = 0; n < NGX_GRAPH_NOTIFY_BATCH; n++) {
+    for (i = 0; i < NGX_GRAPH_NOTIFY_BATCH; i++) {
+
+        if (ngx_graph_notify_graph_busy()) {
+            break;
+        }
+
         rc = ngx_graph_notify_queue_take(h->queue, h->gmcf->lease, pool,
                                          &jobs[n]);
         if (rc != NGX_OK) {
             break;
         }
 
+        /* call records go to the Graph client, the rest is written now */
+
+        rc = ngx_graph_notify_graph_submit(&jobs[n]);
+
+        if (rc == NGX_OK) {
+            continue;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_graph_notify_queue_release(h->queue, &jobs[n]);
+            break;
+        }
+
         len += jobs[n].line.len + 1;
+        n++;
     }
 
     if (n == 0) {
         ngx_destroy_pool(pool);
-        return NGX_DECLINED;
+        return i ? NGX_OK : NGX_DECLINED;
     }
 
     buf = ngx_pnalloc(pool, len);

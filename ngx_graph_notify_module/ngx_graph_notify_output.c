@@ -63,3 +63,66 @@ ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,
 
     return NGX_ERROR;
 }
+
+
+/* "2026-11-23T14:39:14.739Z": the time stamps of the output lines */
+
+u_char *
+ngx_graph_notify_timestamp(u_char *buf)
+{
+    ngx_tm_t     tm;
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+    ngx_gmtime(tp->sec, &tm);
+
+    return ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02d.%03MZ%Z",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                       tp->msec);
+}
+
+
+uint64_t
+ngx_graph_notify_parse_timestamp(const char *s)
+{
+    int64_t     y, m, d, days, era;
+    uint64_t    ms;
+    ngx_uint_t  i;
+    int         f[7];
+
+    static const int  at[7] = { 0, 5, 8, 11, 14, 17, 20 };
+    static const int  len[7] = { 4, 2, 2, 2, 2, 2, 3 };
+
+    /* only the form ngx_graph_notify_timestamp() writes */
+
+    if (s == NULL || ngx_strlen(s) != 24 || s[23] != 'Z') {
+        return 0;
+    }
+
+    for (i = 0; i < 7; i++) {
+        f[i] = ngx_atoi((u_char *) s + at[i], len[i]);
+
+        if (f[i] == NGX_ERROR) {
+            return 0;
+        }
+    }
+
+    /* days from the civil date, proleptic Gregorian */
+
+    y = f[0] - (f[1] <= 2);
+    m = f[1];
+    d = f[2];
+    era = y / 400;
+
+    days = era * 146097
+           + (365 * (y - era * 400) + (y - era * 400) / 4
+              - (y - era * 400) / 100
+              + (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1)
+           - 719468;
+
+    ms = (uint64_t) (days * 86400 + f[3] * 3600 + f[4] * 60 + f[5]) * 1000
+         + f[6];
+
+    return ms;
+}

@@ -15,6 +15,7 @@ typedef struct {
     size_t                      zone_size;
     ngx_uint_t                  max_items;
     time_t                      now;
+    u_char                      token_error[160];
 } ngx_graph_notify_snapshot_t;
 
 
@@ -112,6 +113,8 @@ static void
 ngx_graph_notify_snapshot(ngx_graph_notify_queue_t *q, ngx_shm_zone_t *zone,
     ngx_graph_notify_snapshot_t *s)
 {
+    u_char        c;
+    ngx_uint_t    i;
     ngx_queue_t  *qe;
 
     ngx_memzero(s, sizeof(ngx_graph_notify_snapshot_t));
@@ -131,6 +134,22 @@ ngx_graph_notify_snapshot(ngx_graph_notify_queue_t *q, ngx_shm_zone_t *zone,
     s->pending = q->sh->count - s->inflight;
 
     ngx_shmtx_unlock(&q->shpool->mutex);
+
+    /* from the identity platform's answer: only the safe characters */
+
+    for (i = 0; i < sizeof(s->token_error) - 1; i++) {
+        c = s->stats.token_error[i];
+
+        if (c == '\0') {
+            break;
+        }
+
+        s->token_error[i] = (isalnum(c) || c == ' ' || c == '_' || c == '-'
+                             || c == '.' || c == ':' || c == '(' || c == ')')
+                            ? c : '?';
+    }
+
+    s->token_error[i] = '\0';
 
     s->zone_size = zone->shm.size;
     s->now = ngx_time();
@@ -174,13 +193,51 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      "\"zoneSize\":%uz},"
                      "\"helper\":{\"pid\":%uA,\"starts\":%uA,"
                      "\"heartbeatAge\":%T,\"leaseReclaims\":%uA,"
-                     "\"outputErrors\":%uA}}\n",
+                     "\"outputErrors\":%uA},",
                      s->pending + s->inflight, s->pending, s->inflight,
                      s->bytes, s->max_items, s->zone_size,
                      st->helper_pid, st->helper_starts,
                      st->helper_heartbeat
                          ? s->now - (time_t) st->helper_heartbeat : -1,
                      st->lease_reclaims, st->output_errors);
+
+    p = ngx_slprintf(p, last,
+                     "\"graph\":{\"enabled\":%s,\"requests\":%uA,"
+                     "\"running\":%uA,\"tenantPauses\":%uA,\"answers\":{",
+                     st->graph_enabled ? "true" : "false",
+                     st->graph_requests, st->requests_running,
+                     st->tenant_pauses);
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_ANSWER_N; i++) {
+        p = ngx_slprintf(p, last, "%s\"%V\":%uA", i ? "," : "",
+                         &ngx_graph_notify_answer_names[i],
+                         st->graph_answers[i]);
+    }
+
+    p = ngx_slprintf(p, last,
+                     "},\"token\":{\"requests\":%uA,\"failures\":%uA,"
+                     "\"failing\":%s,\"lastError\":\"%s\","
+                     "\"expiresIn\":%T}},",
+                     st->token_requests, st->token_failures,
+                     st->token_failing ? "true" : "false", s->token_error,
+                     st->token_expires_at
+                         ? (time_t) st->token_expires_at - s->now : -1);
+
+    p = ngx_slprintf(p, last,
+                     "\"callRecords\":{\"written\":%uA,\"unchanged\":%uA,"
+                     "\"coalesced\":%uA,\"active\":%uA,\"waiting\":%uA,"
+                     "\"dropped\":{",
+                     st->records_written, st->records_unchanged,
+                     st->records_coalesced, st->records_active,
+                     st->records_waiting);
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_RECORD_N; i++) {
+        p = ngx_slprintf(p, last, "%s\"%V\":%uA", i ? "," : "",
+                         &ngx_graph_notify_record_drop_names[i],
+                         st->records_dropped[i]);
+    }
+
+    p = ngx_slprintf(p, last, "}}}\n");
 
     return p;
 }
@@ -288,6 +345,77 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                                 "heartbeat.");
     p = ngx_slprintf(p, last, "graph_notify_helper_heartbeat_seconds %uA\n",
                      st->helper_heartbeat);
+
+    p = ngx_graph_notify_metric(p, last, "graph_requests_total", "counter",
+                                "Requests sent to Graph.");
+    p = ngx_slprintf(p, last, "graph_notify_graph_requests_total %uA\n",
+                     st->graph_requests);
+
+    p = ngx_graph_notify_metric(p, last, "graph_answers_total", "counter",
+                                "Graph's answers, by kind.");
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_ANSWER_N; i++) {
+        p = ngx_slprintf(p, last,
+                         "graph_notify_graph_answers_total{answer=\"%V\"} "
+                         "%uA\n", &ngx_graph_notify_answer_names[i],
+                         st->graph_answers[i]);
+    }
+
+    p = ngx_graph_notify_metric(p, last, "graph_requests_running", "gauge",
+                                "Requests to Graph in flight.");
+    p = ngx_slprintf(p, last, "graph_notify_graph_requests_running %uA\n",
+                     st->requests_running);
+
+    p = ngx_graph_notify_metric(p, last, "tenant_pauses_total", "counter",
+                                "Pauses of a tenant after throttling.");
+    p = ngx_slprintf(p, last, "graph_notify_tenant_pauses_total %uA\n",
+                     st->tenant_pauses);
+
+    p = ngx_graph_notify_metric(p, last, "token_requests_total", "counter",
+                                "App-only token requests.");
+    p = ngx_slprintf(p, last, "graph_notify_token_requests_total %uA\n",
+                     st->token_requests);
+
+    p = ngx_graph_notify_metric(p, last, "token_failures_total", "counter",
+                                "Failed app-only token requests.");
+    p = ngx_slprintf(p, last, "graph_notify_token_failures_total %uA\n",
+                     st->token_failures);
+
+    p = ngx_graph_notify_metric(p, last, "token_failing", "gauge",
+                                "1 while the last token request failed.");
+    p = ngx_slprintf(p, last, "graph_notify_token_failing %uA\n",
+                     st->token_failing);
+
+    p = ngx_graph_notify_metric(p, last, "call_records_total", "counter",
+                                "Call records fetched, by outcome.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_call_records_total{outcome=\"written\"} "
+                     "%uA\n"
+                     "graph_notify_call_records_total{outcome=\"unchanged\"} "
+                     "%uA\n",
+                     st->records_written, st->records_unchanged);
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_RECORD_N; i++) {
+        p = ngx_slprintf(p, last,
+                         "graph_notify_call_records_total{outcome=\"dropped\","
+                         "reason=\"%V\"} %uA\n",
+                         &ngx_graph_notify_record_drop_names[i],
+                         st->records_dropped[i]);
+    }
+
+    p = ngx_graph_notify_metric(p, last, "notifications_coalesced_total",
+                                "counter", "Call-record notifications "
+                                "answered by a shared fetch.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_notifications_coalesced_total %uA\n",
+                     st->records_coalesced);
+
+    p = ngx_graph_notify_metric(p, last, "call_records_active", "gauge",
+                                "Call records being fetched or waiting.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_call_records_active %uA\n"
+                     "graph_notify_call_records_waiting %uA\n",
+                     st->records_active, st->records_waiting);
 
     return p;
 }

@@ -1,0 +1,1312 @@
+
+/*
+ * Copyright (C) ngx_graph_notify_module authors
+ */
+
+
+#include "ngx_graph_notify.h"
+
+
+/*
+ * Call records, fetched whole: the record with its sessions and their
+ * segments, following "sessions@odata.nextLink" to the last page, written
+ * once per version.
+ *
+ * Notifications of one record are grouped: all that wait when a fetch
+ * starts are answered by it; those that come during it cause one more
+ * fetch afterwards, since the record may have changed meanwhile.
+ *
+ * Requests are paced per tenant (a rate budget, and pauses that honour
+ * Retry-After), capped in number, and spaced per record, after Graph's
+ * limits (graph-protocol.md 6.3): 1,500 requests per 20 s per app and
+ * tenant, 40 per 20 s per record.
+ */
+
+
+#define NGX_GRAPH_NOTIFY_HELD_MAX        4096
+#define NGX_GRAPH_NOTIFY_RECORD_SPACING  500
+#define NGX_GRAPH_NOTIFY_BACKOFF_MIN     1000
+#define NGX_GRAPH_NOTIFY_BACKOFF_MAX     (5 * 60 * 1000)
+#define NGX_GRAPH_NOTIFY_ID_MAX          128
+
+#define NGX_GRAPH_NOTIFY_EXPAND          "?$expand=sessions($expand=segments)"
+
+
+typedef enum {
+    NGX_GRAPH_NOTIFY_IDLE = 0,
+    NGX_GRAPH_NOTIFY_QUEUED,
+    NGX_GRAPH_NOTIFY_RUNNING,
+    NGX_GRAPH_NOTIFY_DELAYED
+} ngx_graph_notify_state_e;
+
+
+typedef struct {
+    ngx_str_node_t                  sn;
+    ngx_queue_t                     link;
+    ngx_queue_t                     ready;
+    ngx_msec_t                      paused_until;
+    ngx_uint_t                      paused;
+    ngx_uint_t                      throttles;
+    ngx_msec_t                      refilled;
+    ngx_uint_t                      budget;
+} ngx_graph_notify_tenant_t;
+
+
+typedef struct {
+    ngx_graph_notify_index_node_t  *node;
+    ngx_graph_notify_tenant_t      *tenant;
+    ngx_queue_t                     jobs;
+    ngx_queue_t                     answering;
+    ngx_queue_t                     link;
+    ngx_event_t                     timer;
+    ngx_pool_t                     *pool;
+    ngx_graph_notify_http_t        *req;
+    json_t                         *record;
+    ngx_str_t                       next;
+    ngx_str_t                       bearer;
+    ngx_graph_notify_state_e        state;
+    ngx_uint_t                      attempts;
+    ngx_uint_t                      unauthorized;
+    ngx_uint_t                      pages;
+    ngx_uint_t                      last_status;
+    time_t                          first_seen;
+    ngx_msec_t                      not_before;
+    uint64_t                        fetch_started;
+} ngx_graph_notify_record_t;
+
+
+typedef struct {
+    ngx_queue_t                     queue;
+    ngx_pool_t                     *pool;
+    ngx_graph_notify_job_t          job;
+    json_t                         *item;
+} ngx_graph_notify_rjob_t;
+
+
+typedef struct {
+    ngx_graph_notify_main_conf_t   *gmcf;
+    ngx_graph_notify_queue_t       *queue;
+    ngx_graph_notify_stats_t       *stats;
+    ngx_log_t                      *log;
+
+    ngx_rbtree_t                    tenant_tree;
+    ngx_rbtree_node_t               tenant_sentinel;
+    ngx_queue_t                     tenants;
+
+    ngx_uint_t                      running;
+    ngx_uint_t                      held;
+    ngx_uint_t                      records;
+    ngx_uint_t                      waiting;
+
+    ngx_event_t                     pump;
+    ngx_connection_t                dummy;
+} ngx_graph_notify_graph_t;
+
+
+static ngx_int_t ngx_graph_notify_graph_record_id(json_t *item,
+    ngx_str_t *id);
+static ngx_graph_notify_tenant_t *ngx_graph_notify_graph_tenant(
+    ngx_str_t *id);
+static ngx_graph_notify_record_t *ngx_graph_notify_graph_record(
+    ngx_graph_notify_index_node_t *node, ngx_graph_notify_tenant_t *tenant);
+static void ngx_graph_notify_graph_free_record(
+    ngx_graph_notify_record_t *rec);
+static void ngx_graph_notify_graph_finish_job(ngx_graph_notify_rjob_t *rj,
+    ngx_uint_t done);
+static void ngx_graph_notify_graph_ready(void *data);
+static void ngx_graph_notify_graph_pump_handler(ngx_event_t *ev);
+static void ngx_graph_notify_graph_pump(void);
+static ngx_uint_t ngx_graph_notify_graph_budget(
+    ngx_graph_notify_tenant_t *t, ngx_msec_t *wait);
+static void ngx_graph_notify_graph_request(ngx_graph_notify_record_t *rec,
+    ngx_str_t *bearer);
+static void ngx_graph_notify_graph_response(ngx_graph_notify_http_t *req);
+static ngx_int_t ngx_graph_notify_graph_page(ngx_graph_notify_record_t *rec,
+    ngx_str_t *body);
+static void ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec);
+static ngx_int_t ngx_graph_notify_graph_write(ngx_graph_notify_record_t *rec,
+    ngx_uint_t n);
+static void ngx_graph_notify_graph_retry(ngx_graph_notify_record_t *rec,
+    ngx_msec_t delay);
+static void ngx_graph_notify_graph_failed(ngx_graph_notify_record_t *rec,
+    ngx_graph_notify_record_drop_e reason, const char *what);
+static void ngx_graph_notify_graph_drop(ngx_graph_notify_record_t *rec,
+    ngx_graph_notify_record_drop_e reason, const char *what);
+static void ngx_graph_notify_graph_timer(ngx_event_t *ev);
+static void ngx_graph_notify_graph_enqueue(ngx_graph_notify_record_t *rec,
+    ngx_uint_t head);
+static ngx_msec_t ngx_graph_notify_graph_backoff(ngx_uint_t attempts);
+static uint64_t ngx_graph_notify_graph_now(void);
+static void ngx_graph_notify_graph_gauges(void);
+static void ngx_graph_notify_graph_json_cleanup(void *data);
+
+
+ngx_str_t  ngx_graph_notify_answer_names[] = {
+    ngx_string("ok"),
+    ngx_string("not_found"),
+    ngx_string("throttled"),
+    ngx_string("unauthorized"),
+    ngx_string("server_error"),
+    ngx_string("client_error"),
+    ngx_string("transport")
+};
+
+
+ngx_str_t  ngx_graph_notify_record_drop_names[] = {
+    ngx_string("not_found"),
+    ngx_string("rejected"),
+    ngx_string("invalid"),
+    ngx_string("expired")
+};
+
+
+static ngx_graph_notify_graph_t  *ngx_graph_notify_graph;
+
+
+ngx_int_t
+ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
+    ngx_graph_notify_main_conf_t *gmcf)
+{
+    ngx_graph_notify_graph_t  *g;
+
+    g = ngx_pcalloc(cycle->pool, sizeof(ngx_graph_notify_graph_t));
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    g->gmcf = gmcf;
+    g->queue = gmcf->shm_zone->data;
+    g->stats = &g->queue->sh->stats;
+    g->log = cycle->log;
+
+    ngx_rbtree_init(&g->tenant_tree, &g->tenant_sentinel,
+                    ngx_str_rbtree_insert_value);
+    ngx_queue_init(&g->tenants);
+
+    g->dummy.fd = (ngx_socket_t) -1;
+
+    g->pump.handler = ngx_graph_notify_graph_pump_handler;
+    g->pump.data = &g->dummy;
+    g->pump.log = g->log;
+    g->pump.cancelable = 1;
+
+    if (ngx_graph_notify_http_init(cycle, gmcf) != NGX_OK
+        || ngx_graph_notify_token_init(cycle, gmcf,
+                                       ngx_graph_notify_graph_ready, g)
+           != NGX_OK
+        || ngx_graph_notify_index_open(cycle, &gmcf->path->name) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, g->log, 0,
+                      "graph_notify: the Graph client could not start, "
+                      "call-record notifications are written as they "
+                      "arrive");
+        return NGX_ERROR;
+    }
+
+    ngx_graph_notify_graph = g;
+    g->stats->graph_enabled = 1;
+
+    ngx_log_error(NGX_LOG_NOTICE, g->log, 0,
+                  "graph_notify: fetching call records from %V, "
+                  "%ui request(s) at once, %ui per second and tenant",
+                  &gmcf->graph_url, gmcf->concurrency, gmcf->rate);
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_graph_notify_graph_busy(void)
+{
+    ngx_graph_notify_graph_t  *g;
+
+    /* enough held: the rest waits in the queue, not in helper memory */
+
+    g = ngx_graph_notify_graph;
+
+    return g && g->held >= NGX_GRAPH_NOTIFY_HELD_MAX;
+}
+
+
+ngx_int_t
+ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
+{
+    json_t                         *item, *tenant_id, *change;
+    uint64_t                        received;
+    ngx_str_t                       id, tenant;
+    ngx_pool_t                     *pool;
+    ngx_pool_cleanup_t             *cln;
+    ngx_graph_notify_graph_t       *g;
+    ngx_graph_notify_rjob_t        *rj;
+    ngx_graph_notify_tenant_t      *t;
+    ngx_graph_notify_record_t      *rec;
+    ngx_graph_notify_index_node_t  *node;
+
+    g = ngx_graph_notify_graph;
+
+    /* most lines are not call records: a cheap look first */
+
+    if (g == NULL
+        || ngx_strlcasestrn(job->line.data, job->line.data + job->line.len,
+                            (u_char *) "communications/callRecords/",
+                            sizeof("communications/callRecords/") - 2)
+           == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    item = json_loadb((char *) job->line.data, job->line.len, 0, NULL);
+
+    if (item == NULL || ngx_graph_notify_graph_record_id(item, &id) != NGX_OK)
+    {
+        json_decref(item);
+        return NGX_DECLINED;
+    }
+
+    tenant_id = json_object_get(item, "tenantId");
+    tenant.data = (u_char *) json_string_value(tenant_id);
+    tenant.len = json_string_length(tenant_id);
+
+    pool = ngx_create_pool(1024, g->log);
+    if (pool == NULL) {
+        json_decref(item);
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        json_decref(item);
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_graph_notify_graph_json_cleanup;
+    cln->data = item;
+
+    rj = ngx_pcalloc(pool, sizeof(ngx_graph_notify_rjob_t));
+    if (rj == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    /* the id and the line live on in the job's own pool */
+
+    rj->pool = pool;
+    rj->item = item;
+    rj->job.shm = job->shm;
+    rj->job.seq = job->seq;
+
+    node = ngx_graph_notify_index_get(&id);
+    t = ngx_graph_notify_graph_tenant(&tenant);
+
+    if (node == NULL || t == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    g->held++;
+
+    /*
+     * Answered already: "created" once any version is written, and any
+     * notification that arrived before a fetch that has since completed.
+     */
+
+    ngx_graph_notify_index_sync();
+
+    change = json_object_get(item, "changeType");
+    received = ngx_graph_notify_parse_timestamp(
+                   json_string_value(json_object_get(item, "receivedAt")));
+
+    if ((node->version > 0
+         && ngx_strcmp(json_string_value(change), "created") == 0)
+        || (received && received < node->fetched))
+    {
+        ngx_graph_notify_stat_inc(g->queue, records_coalesced);
+        ngx_graph_notify_graph_finish_job(rj, 1);
+        return NGX_OK;
+    }
+
+    rec = node->active;
+
+    if (rec == NULL) {
+        rec = ngx_graph_notify_graph_record(node, t);
+        if (rec == NULL) {
+            g->held--;
+            ngx_destroy_pool(pool);
+            ngx_graph_notify_index_release(node);
+            return NGX_ERROR;
+        }
+
+    } else {
+        ngx_graph_notify_stat_inc(g->queue, records_coalesced);
+    }
+
+    ngx_queue_insert_tail(&rec->jobs, &rj->queue);
+
+    if (rec->state == NGX_GRAPH_NOTIFY_IDLE) {
+        ngx_graph_notify_graph_enqueue(rec, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_graph_notify_graph_record_id(json_t *item, ngx_str_t *id)
+{
+    u_char      *p, *last;
+    size_t       len;
+    json_t      *v;
+    const char  *kind, *resource;
+
+    static const char  prefix[] = "communications/callRecords/";
+
+    kind = json_string_value(json_object_get(item, "kind"));
+    resource = json_string_value(json_object_get(item, "resource"));
+    v = json_object_get(item, "tenantId");
+
+    if (kind == NULL || ngx_strcmp(kind, "basic") != 0 || resource == NULL
+        || !json_is_string(v) || json_string_length(v) == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (*resource == '/') {
+        resource++;
+    }
+
+    len = ngx_strlen(resource);
+
+    if (len <= sizeof(prefix) - 1
+        || ngx_strncasecmp((u_char *) resource, (u_char *) prefix,
+                           sizeof(prefix) - 1)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = (u_char *) resource + sizeof(prefix) - 1;
+    last = (u_char *) resource + len;
+
+    if (last - p > NGX_GRAPH_NOTIFY_ID_MAX) {
+        return NGX_DECLINED;
+    }
+
+    /* the id goes into a URL and the index: letters, digits and "-" */
+
+    id->data = p;
+
+    for ( /* void */ ; p < last; p++) {
+        if (!isalnum(*p) && *p != '-' && *p != '_') {
+            return NGX_DECLINED;
+        }
+    }
+
+    id->len = last - id->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_graph_notify_tenant_t *
+ngx_graph_notify_graph_tenant(ngx_str_t *id)
+{
+    uint32_t                    hash;
+    ngx_graph_notify_graph_t   *g;
+    ngx_graph_notify_tenant_t  *t;
+
+    g = ngx_graph_notify_graph;
+    hash = ngx_crc32_short(id->data, id->len);
+
+    t = (ngx_graph_notify_tenant_t *)
+            ngx_str_rbtree_lookup(&g->tenant_tree, id, hash);
+
+    if (t) {
+        return t;
+    }
+
+    t = ngx_pcalloc(ngx_cycle->pool,
+                    sizeof(ngx_graph_notify_tenant_t) + id->len);
+    if (t == NULL) {
+        return NULL;
+    }
+
+    t->sn.node.key = hash;
+    t->sn.str.data = (u_char *) t + sizeof(ngx_graph_notify_tenant_t);
+    t->sn.str.len = id->len;
+    ngx_memcpy(t->sn.str.data, id->data, id->len);
+
+    ngx_queue_init(&t->ready);
+    t->refilled = ngx_current_msec;
+    t->budget = g->gmcf->rate * 1000;
+
+    ngx_rbtree_insert(&g->tenant_tree, &t->sn.node);
+    ngx_queue_insert_tail(&g->tenants, &t->link);
+
+    return t;
+}
+
+
+static ngx_graph_notify_record_t *
+ngx_graph_notify_graph_record(ngx_graph_notify_index_node_t *node,
+    ngx_graph_notify_tenant_t *tenant)
+{
+    ngx_graph_notify_graph_t   *g;
+    ngx_graph_notify_record_t  *rec;
+
+    g = ngx_graph_notify_graph;
+
+    rec = ngx_calloc(sizeof(ngx_graph_notify_record_t), g->log);
+    if (rec == NULL) {
+        return NULL;
+    }
+
+    rec->node = node;
+    rec->tenant = tenant;
+    rec->first_seen = ngx_time();
+
+    ngx_queue_init(&rec->jobs);
+    ngx_queue_init(&rec->answering);
+
+    rec->timer.handler = ngx_graph_notify_graph_timer;
+    rec->timer.data = &g->dummy;
+    rec->timer.log = g->log;
+    rec->timer.cancelable = 1;
+
+    node->active = rec;
+    g->records++;
+
+    ngx_graph_notify_graph_gauges();
+
+    return rec;
+}
+
+
+static void
+ngx_graph_notify_graph_free_record(ngx_graph_notify_record_t *rec)
+{
+    ngx_graph_notify_graph_t  *g;
+
+    g = ngx_graph_notify_graph;
+
+    if (rec->timer.timer_set) {
+        ngx_del_timer(&rec->timer);
+    }
+
+    if (rec->state == NGX_GRAPH_NOTIFY_QUEUED) {
+        ngx_queue_remove(&rec->link);
+    }
+
+    if (rec->pool) {
+        ngx_destroy_pool(rec->pool);
+    }
+
+    rec->node->active = NULL;
+    ngx_graph_notify_index_release(rec->node);
+
+    g->records--;
+    ngx_free(rec);
+
+    ngx_graph_notify_graph_gauges();
+}
+
+
+static void
+ngx_graph_notify_graph_finish_job(ngx_graph_notify_rjob_t *rj,
+    ngx_uint_t done)
+{
+    ngx_graph_notify_graph_t  *g;
+
+    g = ngx_graph_notify_graph;
+
+    /* done: the item leaves the queue; else it goes back for a retry */
+
+    if (done) {
+        ngx_graph_notify_queue_done(g->queue, &rj->job);
+
+    } else {
+        ngx_graph_notify_queue_release(g->queue, &rj->job);
+    }
+
+    g->held--;
+    ngx_destroy_pool(rj->pool);
+}
+
+
+static void
+ngx_graph_notify_graph_enqueue(ngx_graph_notify_record_t *rec,
+    ngx_uint_t head)
+{
+    ngx_graph_notify_graph_t  *g;
+
+    g = ngx_graph_notify_graph;
+
+    if (rec->state == NGX_GRAPH_NOTIFY_DELAYED) {
+        g->waiting--;
+    }
+
+    if (head) {
+        ngx_queue_insert_head(&rec->tenant->ready, &rec->link);
+
+    } else {
+        ngx_queue_insert_tail(&rec->tenant->ready, &rec->link);
+    }
+
+    rec->state = NGX_GRAPH_NOTIFY_QUEUED;
+
+    if (!g->pump.posted) {
+        ngx_post_event(&g->pump, &ngx_posted_events);
+    }
+
+    ngx_graph_notify_graph_gauges();
+}
+
+
+static void
+ngx_graph_notify_graph_ready(void *data)
+{
+    ngx_graph_notify_graph_t  *g = data;
+
+    /* a token arrived, or its back-off ended */
+
+    if (!g->pump.posted) {
+        ngx_post_event(&g->pump, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_graph_notify_graph_pump_handler(ngx_event_t *ev)
+{
+    ngx_graph_notify_graph_pump();
+}
+
+
+static void
+ngx_graph_notify_graph_pump(void)
+{
+    ngx_int_t                   rc;
+    ngx_msec_t                  wait, next;
+    ngx_str_t                   bearer;
+    ngx_queue_t                *q;
+    ngx_graph_notify_graph_t   *g;
+    ngx_graph_notify_tenant_t  *t;
+    ngx_graph_notify_record_t  *rec;
+
+    g = ngx_graph_notify_graph;
+    next = 0;
+
+    for (q = ngx_queue_head(&g->tenants);
+         q != ngx_queue_sentinel(&g->tenants);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_graph_notify_tenant_t, link);
+
+        while (!ngx_queue_empty(&t->ready)
+               && g->running < g->gmcf->concurrency)
+        {
+            if (t->paused) {
+                wait = t->paused_until - ngx_current_msec;
+
+                if ((ngx_msec_int_t) wait > 0) {
+                    next = (next == 0 || wait < next) ? wait : next;
+                    break;
+                }
+
+                t->paused = 0;
+            }
+
+            if (!ngx_graph_notify_graph_budget(t, &wait)) {
+                next = (next == 0 || wait < next) ? wait : next;
+                break;
+            }
+
+            rc = ngx_graph_notify_token_get(&t->sn.str, &bearer);
+
+            if (rc != NGX_OK) {
+                /* the token client calls back when it has news */
+                break;
+            }
+
+            t->budget -= 1000;
+
+            rec = ngx_queue_data(ngx_queue_head(&t->ready),
+                                 ngx_graph_notify_record_t, link);
+            ngx_queue_remove(&rec->link);
+
+            ngx_graph_notify_graph_request(rec, &bearer);
+        }
+    }
+
+    if (next) {
+        if (g->pump.timer_set) {
+            ngx_del_timer(&g->pump);
+        }
+
+        ngx_add_timer(&g->pump, next);
+    }
+}
+
+
+static ngx_uint_t
+ngx_graph_notify_graph_budget(ngx_graph_notify_tenant_t *t, ngx_msec_t *wait)
+{
+    ngx_uint_t                 rate;
+    ngx_msec_t                 elapsed;
+    ngx_graph_notify_graph_t  *g;
+
+    /* a token bucket of one second's requests, in thousandths */
+
+    g = ngx_graph_notify_graph;
+    rate = g->gmcf->rate;
+
+    elapsed = ngx_current_msec - t->refilled;
+    t->refilled = ngx_current_msec;
+
+    t->budget += elapsed * rate;
+
+    if (t->budget > rate * 1000) {
+        t->budget = rate * 1000;
+    }
+
+    if (t->budget >= 1000) {
+        return 1;
+    }
+
+    *wait = (1000 - t->budget + rate - 1) / rate;
+
+    return 0;
+}
+
+
+static void
+ngx_graph_notify_graph_request(ngx_graph_notify_record_t *rec,
+    ngx_str_t *bearer)
+{
+    u_char                    *p;
+    ngx_str_t                  url, name;
+    ngx_graph_notify_http_t   *req;
+    ngx_graph_notify_graph_t  *g;
+
+    g = ngx_graph_notify_graph;
+
+    if (rec->pool == NULL) {
+        rec->pool = ngx_create_pool(16384, g->log);
+        if (rec->pool == NULL) {
+            ngx_graph_notify_graph_retry(rec, NGX_GRAPH_NOTIFY_BACKOFF_MIN);
+            return;
+        }
+    }
+
+    if (rec->next.len) {
+        url = rec->next;
+
+    } else {
+        /* the first page: this fetch answers every notification so far */
+
+        url.len = g->gmcf->graph_url.len
+                  + sizeof("/v1.0/communications/callRecords/") - 1
+                  + rec->node->sn.str.len + sizeof(NGX_GRAPH_NOTIFY_EXPAND);
+
+        url.data = ngx_pnalloc(rec->pool, url.len);
+        if (url.data == NULL) {
+            ngx_graph_notify_graph_retry(rec, NGX_GRAPH_NOTIFY_BACKOFF_MIN);
+            return;
+        }
+
+        p = ngx_sprintf(url.data, "%V/v1.0/communications/callRecords/%V"
+                        NGX_GRAPH_NOTIFY_EXPAND "%Z",
+                        &g->gmcf->graph_url, &rec->node->sn.str);
+        url.len = p - url.data - 1;
+
+        ngx_queue_add(&rec->answering, &rec->jobs);
+        ngx_queue_init(&rec->jobs);
+
+        rec->fetch_started = ngx_graph_notify_graph_now();
+        rec->pages = 0;
+    }
+
+    req = ngx_graph_notify_http_create(rec->pool, g->log, "GET", &url);
+    if (req == NULL) {
+        ngx_graph_notify_graph_retry(rec, NGX_GRAPH_NOTIFY_BACKOFF_MIN);
+        return;
+    }
+
+    rec->bearer.data = ngx_pnalloc(rec->pool, bearer->len);
+    if (rec->bearer.data == NULL) {
+        ngx_graph_notify_graph_retry(rec, NGX_GRAPH_NOTIFY_BACKOFF_MIN);
+        return;
+    }
+
+    rec->bearer.len = bearer->len;
+    ngx_memcpy(rec->bearer.data, bearer->data, bearer->len);
+
+    ngx_str_set(&name, "Authorization");
+
+    if (ngx_graph_notify_http_header(req, &name, bearer) != NGX_OK) {
+        ngx_graph_notify_graph_retry(rec, NGX_GRAPH_NOTIFY_BACKOFF_MIN);
+        return;
+    }
+
+    req->handler = ngx_graph_notify_graph_response;
+    req->data = rec;
+
+    if (ngx_graph_notify_http_start(req) != NGX_OK) {
+        ngx_graph_notify_graph_retry(rec, NGX_GRAPH_NOTIFY_BACKOFF_MIN);
+        return;
+    }
+
+    rec->req = req;
+    rec->state = NGX_GRAPH_NOTIFY_RUNNING;
+    rec->not_before = ngx_current_msec + NGX_GRAPH_NOTIFY_RECORD_SPACING;
+
+    g->running++;
+    ngx_graph_notify_stat_inc(g->queue, graph_requests);
+    ngx_graph_notify_graph_gauges();
+}
+
+
+static void
+ngx_graph_notify_graph_response(ngx_graph_notify_http_t *req)
+{
+    long                        status;
+    ngx_msec_t                  pause;
+    ngx_graph_notify_graph_t   *g;
+    ngx_graph_notify_tenant_t  *t;
+    ngx_graph_notify_record_t  *rec;
+
+    g = ngx_graph_notify_graph;
+    rec = req->data;
+    t = rec->tenant;
+
+    g->running--;
+    rec->req = NULL;
+    rec->state = NGX_GRAPH_NOTIFY_IDLE;
+
+    status = req->status;
+    rec->last_status = status;
+
+    if (req->result != CURLE_OK) {
+        ngx_graph_notify_stat_inc(g->queue,
+                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_TRANSPORT]);
+        ngx_log_error(NGX_LOG_WARN, g->log, 0,
+                      "graph_notify: call record %V: %s",
+                      &rec->node->sn.str,
+                      req->error[0] ? req->error
+                                    : curl_easy_strerror(req->result));
+        ngx_graph_notify_graph_failed(rec, NGX_GRAPH_NOTIFY_RECORD_EXPIRED,
+                                      "Graph could not be reached");
+        goto next;
+    }
+
+    if (status == 200) {
+        ngx_graph_notify_stat_inc(g->queue,
+                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_OK]);
+        t->throttles = 0;
+        rec->unauthorized = 0;
+
+        if (ngx_graph_notify_graph_page(rec, &req->body) != NGX_OK) {
+            ngx_graph_notify_graph_failed(rec,
+                                          NGX_GRAPH_NOTIFY_RECORD_INVALID,
+                                          "Graph's answer was not a call "
+                                          "record");
+            goto next;
+        }
+
+        if (rec->next.len == 0) {
+            ngx_graph_notify_graph_complete(rec);
+            goto next;
+        }
+
+        /* the next page, no sooner than the per-record spacing allows */
+
+        pause = rec->not_before - ngx_current_msec;
+
+        if ((ngx_msec_int_t) pause > 0) {
+            ngx_graph_notify_graph_retry(rec, pause);
+
+        } else {
+            ngx_graph_notify_graph_enqueue(rec, 1);
+        }
+
+        goto next;
+    }
+
+    if (status == 429 || ((status == 503 || status == 504)
+                          && req->retry_after >= 0))
+    {
+        /* throttled: the whole tenant waits, as Graph counts per tenant */
+
+        ngx_graph_notify_stat_inc(g->queue,
+                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_THROTTLED]);
+        ngx_graph_notify_stat_inc(g->queue, tenant_pauses);
+
+        pause = (req->retry_after >= 0)
+                ? (ngx_msec_t) req->retry_after * 1000
+                : ngx_graph_notify_graph_backoff(++t->throttles);
+
+        if (!t->paused
+            || (ngx_msec_int_t) (ngx_current_msec + pause - t->paused_until)
+               > 0)
+        {
+            t->paused = 1;
+            t->paused_until = ngx_current_msec + pause;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, g->log, 0,
+                      "graph_notify: Graph answered %l for tenant %V, "
+                      "pausing it for %M ms", status, &t->sn.str, pause);
+
+        ngx_graph_notify_graph_enqueue(rec, 1);
+        goto next;
+    }
+
+    if (status == 401 || status == 403) {
+        ngx_graph_notify_stat_inc(g->queue,
+                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_UNAUTHORIZED]);
+
+        /* an expired or revoked token: one fresh token, at once */
+
+        if (status == 401 && rec->unauthorized++ == 0) {
+            ngx_graph_notify_token_invalidate(&t->sn.str, &rec->bearer);
+            ngx_graph_notify_graph_enqueue(rec, 1);
+            goto next;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, g->log, 0,
+                      "graph_notify: Graph answered %l for call record %V: "
+                      "is CallRecords.Read.All granted to the app?",
+                      status, &rec->node->sn.str);
+
+        ngx_graph_notify_graph_failed(rec, NGX_GRAPH_NOTIFY_RECORD_EXPIRED,
+                                      "Graph refused the app's token");
+        goto next;
+    }
+
+    if (status == 404) {
+        /* not ready yet: records can take up to an hour, or more */
+
+        ngx_graph_notify_stat_inc(g->queue,
+                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_NOT_FOUND]);
+        ngx_graph_notify_graph_failed(rec, NGX_GRAPH_NOTIFY_RECORD_NOT_FOUND,
+                                      "not found");
+        goto next;
+    }
+
+    if (status >= 500 || status == 408) {
+        ngx_graph_notify_stat_inc(g->queue,
+                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_SERVER_ERROR]);
+        ngx_graph_notify_graph_failed(rec, NGX_GRAPH_NOTIFY_RECORD_EXPIRED,
+                                      "Graph kept failing");
+        goto next;
+    }
+
+    ngx_graph_notify_stat_inc(g->queue,
+                              graph_answers[NGX_GRAPH_NOTIFY_ANSWER_CLIENT_ERROR]);
+    ngx_graph_notify_graph_drop(rec, NGX_GRAPH_NOTIFY_RECORD_REJECTED,
+                                "Graph rejected the request");
+
+next:
+
+    ngx_graph_notify_graph_pump();
+}
+
+
+static ngx_int_t
+ngx_graph_notify_graph_page(ngx_graph_notify_record_t *rec, ngx_str_t *body)
+{
+    json_t       *page, *next, *sessions, *value;
+    const char   *link;
+    ngx_str_t     s;
+
+    page = json_loadb((char *) body->data, body->len, 0, NULL);
+
+    if (!json_is_object(page)) {
+        json_decref(page);
+        return NGX_ERROR;
+    }
+
+    rec->pages++;
+
+    if (rec->record == NULL) {
+        /* the record itself, its first sessions inline */
+
+        if (!json_is_string(json_object_get(page, "id"))
+            || !json_is_integer(json_object_get(page, "version")))
+        {
+            json_decref(page);
+            return NGX_ERROR;
+        }
+
+        next = json_object_get(page, "sessions@odata.nextLink");
+        rec->record = page;
+
+    } else {
+        /* a further page of sessions */
+
+        sessions = json_object_get(rec->record, "sessions");
+        value = json_object_get(page, "value");
+
+        if (!json_is_array(value)) {
+            json_decref(page);
+            return NGX_ERROR;
+        }
+
+        if (!json_is_array(sessions)) {
+            sessions = json_array();
+            if (json_object_set_new(rec->record, "sessions", sessions) != 0)
+            {
+                json_decref(page);
+                return NGX_ERROR;
+            }
+        }
+
+        if (json_array_extend(sessions, value) != 0) {
+            json_decref(page);
+            return NGX_ERROR;
+        }
+
+        next = json_object_get(page, "@odata.nextLink");
+    }
+
+    ngx_str_null(&rec->next);
+
+    link = json_string_value(next);
+
+    if (link && *link) {
+        /* opaque: fetched as given, with the same token */
+
+        s.len = ngx_strlen(link);
+        s.data = ngx_pnalloc(rec->pool, s.len + 1);
+        if (s.data == NULL) {
+            if (page != rec->record) {
+                json_decref(page);
+            }
+
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(s.data, link, s.len + 1);
+        rec->next = s;
+    }
+
+    /* the merged record carries all sessions and no paging link */
+
+    (void) json_object_del(rec->record, "sessions@odata.nextLink");
+
+    if (page != rec->record) {
+        json_decref(page);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec)
+{
+    int64_t                         version;
+    ngx_uint_t                      n;
+    ngx_queue_t                    *q;
+    ngx_graph_notify_graph_t       *g;
+    ngx_graph_notify_rjob_t        *rj;
+    ngx_graph_notify_index_node_t  *node;
+
+    g = ngx_graph_notify_graph;
+    node = rec->node;
+
+    version = json_integer_value(json_object_get(rec->record, "version"));
+
+    n = 0;
+
+    for (q = ngx_queue_head(&rec->answering);
+         q != ngx_queue_sentinel(&rec->answering);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
+
+    /* another helper may have written it meanwhile (during a reload) */
+    ngx_graph_notify_index_sync();
+
+    if (version > node->version) {
+        if (ngx_graph_notify_graph_write(rec, n) != NGX_OK) {
+            /* kept: the items go back to the queue and come again */
+
+            while (!ngx_queue_empty(&rec->answering)) {
+                q = ngx_queue_last(&rec->answering);
+                ngx_queue_remove(q);
+                rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
+                ngx_graph_notify_graph_finish_job(rj, 0);
+            }
+
+            goto reset;
+        }
+
+        (void) ngx_graph_notify_index_written(node, version);
+        ngx_graph_notify_stat_inc(g->queue, records_written);
+
+    } else {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, g->log, 0,
+                       "graph_notify: call record %V version %L written "
+                       "already", &node->sn.str, version);
+
+        ngx_graph_notify_stat_inc(g->queue, records_unchanged);
+    }
+
+    node->fetched = rec->fetch_started;
+
+    while (!ngx_queue_empty(&rec->answering)) {
+        q = ngx_queue_head(&rec->answering);
+        ngx_queue_remove(q);
+        rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
+        ngx_graph_notify_graph_finish_job(rj, 1);
+    }
+
+reset:
+
+    json_decref(rec->record);
+    rec->record = NULL;
+    ngx_str_null(&rec->next);
+    rec->attempts = 0;
+    rec->unauthorized = 0;
+
+    ngx_destroy_pool(rec->pool);
+    rec->pool = NULL;
+
+    if (ngx_queue_empty(&rec->jobs)) {
+        ngx_graph_notify_graph_free_record(rec);
+        return;
+    }
+
+    /* notifications that came during the fetch: the record may be newer */
+
+    rec->first_seen = ngx_time();
+    ngx_graph_notify_graph_enqueue(rec, 0);
+}
+
+
+static ngx_int_t
+ngx_graph_notify_graph_write(ngx_graph_notify_record_t *rec, ngx_uint_t n)
+{
+    char                      *dump;
+    size_t                     len;
+    json_t                    *out, *item;
+    ngx_int_t                  rc;
+    ngx_graph_notify_graph_t  *g;
+    ngx_graph_notify_rjob_t   *rj;
+    u_char                     ts[sizeof("1970-01-01T00:00:00.000Z")];
+
+    g = ngx_graph_notify_graph;
+
+    /* the newest notification's fields, then the record as fetched */
+
+    rj = ngx_queue_data(ngx_queue_last(&rec->answering),
+                        ngx_graph_notify_rjob_t, queue);
+    item = rj->item;
+
+    out = json_copy(item);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_graph_notify_timestamp(ts);
+
+    if (json_object_set_new(out, "kind", json_string("callRecord")) != 0
+        || json_object_set_new(out, "fetchedAt", json_string((char *) ts))
+           != 0
+        || json_object_set_new(out, "notifications", json_integer(n)) != 0
+        || json_object_set(out, "callRecord", rec->record) != 0)
+    {
+        json_decref(out);
+        return NGX_ERROR;
+    }
+
+    dump = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+
+    if (dump == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the line ends where json_dumps() put its NUL */
+
+    len = ngx_strlen(dump);
+    dump[len] = LF;
+
+    rc = ngx_graph_notify_output_append(g->gmcf->output, (u_char *) dump,
+                                        len + 1, g->log);
+    free(dump);
+
+    if (rc != NGX_OK) {
+        ngx_graph_notify_stat_inc(g->queue, output_errors);
+        return NGX_ERROR;
+    }
+
+    ngx_graph_notify_stat_add(g->queue, items_written, n);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_graph_failed(ngx_graph_notify_record_t *rec,
+    ngx_graph_notify_record_drop_e reason, const char *what)
+{
+    time_t                     left;
+    ngx_msec_t                 delay;
+    ngx_graph_notify_graph_t  *g;
+
+    /* retried with growing delays until the horizon, then dropped */
+
+    g = ngx_graph_notify_graph;
+
+    left = rec->first_seen + g->gmcf->record_horizon - ngx_time();
+
+    if (left <= 0) {
+        ngx_graph_notify_graph_drop(rec, reason, what);
+        return;
+    }
+
+    delay = ngx_graph_notify_graph_backoff(++rec->attempts);
+
+    ngx_graph_notify_graph_retry(rec, ngx_min(delay, (ngx_msec_t) left * 1000));
+}
+
+
+static void
+ngx_graph_notify_graph_retry(ngx_graph_notify_record_t *rec,
+    ngx_msec_t delay)
+{
+    ngx_graph_notify_graph_t  *g;
+
+    g = ngx_graph_notify_graph;
+
+    if (rec->state == NGX_GRAPH_NOTIFY_QUEUED) {
+        ngx_queue_remove(&rec->link);
+    }
+
+    if (rec->state != NGX_GRAPH_NOTIFY_DELAYED) {
+        g->waiting++;
+    }
+
+    rec->state = NGX_GRAPH_NOTIFY_DELAYED;
+
+    if (rec->timer.timer_set) {
+        ngx_del_timer(&rec->timer);
+    }
+
+    ngx_add_timer(&rec->timer, delay ? delay : 1);
+
+    ngx_graph_notify_graph_gauges();
+}
+
+
+static void
+ngx_graph_notify_graph_timer(ngx_event_t *ev)
+{
+    ngx_graph_notify_record_t  *rec;
+
+    rec = (ngx_graph_notify_record_t *)
+              ((u_char *) ev - offsetof(ngx_graph_notify_record_t, timer));
+
+    ngx_graph_notify_graph_enqueue(rec, 1);
+}
+
+
+static void
+ngx_graph_notify_graph_drop(ngx_graph_notify_record_t *rec,
+    ngx_graph_notify_record_drop_e reason, const char *what)
+{
+    ngx_uint_t                 n;
+    ngx_queue_t               *q;
+    ngx_graph_notify_graph_t  *g;
+    ngx_graph_notify_rjob_t   *rj;
+
+    g = ngx_graph_notify_graph;
+
+    ngx_queue_add(&rec->answering, &rec->jobs);
+    ngx_queue_init(&rec->jobs);
+
+    n = 0;
+
+    while (!ngx_queue_empty(&rec->answering)) {
+        q = ngx_queue_head(&rec->answering);
+        ngx_queue_remove(q);
+        rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
+        ngx_graph_notify_graph_finish_job(rj, 1);
+        n++;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, g->log, 0,
+                  "graph_notify: dropped call record %V (%ui "
+                  "notification(s)): %s, last HTTP status %ui, after %T s",
+                  &rec->node->sn.str, n, what, rec->last_status,
+                  ngx_time() - rec->first_seen);
+
+    ngx_graph_notify_stat_inc(g->queue, records_dropped[reason]);
+
+    if (rec->record) {
+        json_decref(rec->record);
+        rec->record = NULL;
+    }
+
+    ngx_graph_notify_graph_free_record(rec);
+}
+
+
+static ngx_msec_t
+ngx_graph_notify_graph_backoff(ngx_uint_t attempts)
+{
+    ngx_msec_t  delay;
+
+    /* exponential, with +-25 % jitter so that retries do not align */
+
+    delay = NGX_GRAPH_NOTIFY_BACKOFF_MIN;
+
+    while (--attempts && delay < NGX_GRAPH_NOTIFY_BACKOFF_MAX) {
+        delay *= 2;
+    }
+
+    delay = ngx_min(delay, NGX_GRAPH_NOTIFY_BACKOFF_MAX);
+
+    return delay - delay / 4 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
+}
+
+
+static uint64_t
+ngx_graph_notify_graph_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+static void
+ngx_graph_notify_graph_gauges(void)
+{
+    ngx_graph_notify_graph_t  *g;
+
+    g = ngx_graph_notify_graph;
+
+    g->stats->records_active = g->records;
+    g->stats->records_waiting = g->waiting;
+    g->stats->requests_running = g->running;
+}
+
+
+void
+ngx_graph_notify_graph_maintain(void)
+{
+    ngx_graph_notify_index_maintain();
+}
+
+
+static void
+ngx_graph_notify_graph_json_cleanup(void *data)
+{
+    json_decref(data);
+}
