@@ -1074,6 +1074,24 @@ reset:
     ngx_destroy_pool(rec->pool);
     rec->pool = NULL;
 
+    /* "created" that came meanwhile: answered, a version is written */
+
+    q = ngx_queue_head(&rec->jobs);
+
+    while (node->version > 0 && q != ngx_queue_sentinel(&rec->jobs)) {
+        rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
+        q = ngx_queue_next(q);
+
+        if (ngx_strcmp(json_string_value(json_object_get(rj->item,
+                                                         "changeType")),
+                       "created")
+            == 0)
+        {
+            ngx_queue_remove(&rj->queue);
+            ngx_graph_notify_graph_finish_job(rj, 1);
+        }
+    }
+
     if (ngx_queue_empty(&rec->jobs)) {
         ngx_graph_notify_graph_free_record(rec);
         return;
@@ -1170,7 +1188,9 @@ ngx_graph_notify_graph_failed(ngx_graph_notify_record_t *rec,
 
     delay = ngx_graph_notify_graph_backoff(++rec->attempts);
 
-    ngx_graph_notify_graph_retry(rec, ngx_min(delay, (ngx_msec_t) left * 1000));
+    delay = ngx_min(delay, (ngx_msec_t) left * 1000);
+
+    ngx_graph_notify_graph_retry(rec, delay);
 }
 
 

@@ -21,6 +21,8 @@ our @EXPORT = qw(
     read_file rich_body sim_cmd valgrind_factor nginx_pid helper_pid
     wait_helper_pid reload_nginx json_decode json_encode http_post
     basic_item basic_body notify_url data_file log_count
+    start_sim sim_get sim_post sim_record sim_faults sim_stats sim_reset
+    sim_count record_lines wait_for
 );
 
 my $json = JSON::PP->new->utf8->canonical->allow_nonref;
@@ -188,6 +190,107 @@ sub basic_body {
 }
 
 sub notify_url { "/graph/notify" }
+
+# The local Graph simulator, one per test file, started before run_tests;
+# its port is $TEST_NGINX_SIM_PORT in the configuration.
+
+our $APP_ID = '5b4f6a52-1111-4222-8333-444455556666';
+our $SECRET = 's3cr+t/=~ secret';
+my $sim_pid;
+
+sub free_port {
+    require IO::Socket::INET;
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, Proto => 'tcp')
+        or die "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub start_sim {
+    my (@args) = @_;
+    my $port = free_port();
+    my $py = $ENV{PYTHON} || '/usr/bin/python3';
+    my $log = $ENV{TEST_NGINX_SIM_LOG} || '/dev/null';
+    $sim_pid = fork // die "fork: $!";
+    if ($sim_pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>>', $log;
+        exec $py, "$ENV{TEST_NGINX_TOP}/scripts/graph-sim", 'serve',
+             '--host', '127.0.0.1', '--port', $port, '--secret', $SECRET,
+             '--client-id', $APP_ID, @args;
+        die "exec: $!";
+    }
+    $ENV{TEST_NGINX_SIM_PORT} = $port;
+    $ENV{TEST_NGINX_APP_ID} = $APP_ID;
+    my $end = time + 20;
+    while (time < $end) {
+        my $r = HTTP::Tiny->new(timeout => 1)
+            ->get("http://127.0.0.1:$port/_sim/health");
+        return $port if $r->{status} == 200;
+        sleep 0.1;
+    }
+    die "the simulator did not start\n";
+}
+
+END { kill 'TERM', $sim_pid if $sim_pid; }
+
+sub sim_url { "http://127.0.0.1:$ENV{TEST_NGINX_SIM_PORT}$_[0]" }
+
+sub sim_get {
+    my $r = HTTP::Tiny->new(timeout => 10)->get(sim_url($_[0]));
+    die "sim GET $_[0]: $r->{status}\n" unless $r->{success};
+    return json_decode($r->{content});
+}
+
+sub sim_post {
+    my ($path, $body) = @_;
+    my $r = HTTP::Tiny->new(timeout => 10)->post(sim_url($path), {
+        content => json_encode($body || {}),
+        headers => { 'Content-Type' => 'application/json' } });
+    die "sim POST $path: $r->{status} $r->{content}\n" unless $r->{success};
+    return $r->{content} =~ /^\s*[\[{]/ ? json_decode($r->{content}) : undef;
+}
+
+sub sim_reset { sim_post('/_sim/reset') }
+sub sim_record { sim_post('/_sim/records', {@_}) }
+sub sim_faults { sim_post('/_sim/faults', {@_}) }
+sub sim_stats { sim_get('/_sim/stats') }
+
+# Graph requests of a kind ("record_get", "sessions_page", "token") so far,
+# for one record if given.
+sub sim_count {
+    my ($kind, $record) = @_;
+    my $st = sim_stats();
+    return $record ? ($st->{by_record}{$record}{$kind} || 0)
+                   : ($st->{by_kind}{$kind} || 0);
+}
+
+# Output lines of kind "callRecord", decoded.
+sub record_lines {
+    my ($n, $timeout) = @_;
+    my $end = time + ($timeout || 20) * valgrind_factor();
+    my @r;
+    while (1) {
+        @r = grep { $_->{kind} eq 'callRecord' }
+             map { json_decode($_) } output_lines();
+        last if @r >= $n || time > $end;
+        sleep 0.1;
+    }
+    sleep 0.3;
+    return grep { $_->{kind} eq 'callRecord' }
+           map { json_decode($_) } output_lines();
+}
+
+# Waits until the code returns true; returns its last value.
+sub wait_for {
+    my ($code, $timeout) = @_;
+    my $end = time + ($timeout || 20) * valgrind_factor();
+    my $v;
+    until (($v = $code->()) || time > $end) { sleep 0.1 }
+    return $v;
+}
 
 # Lines of this block's error.log that match $re.
 sub log_count {
