@@ -58,6 +58,7 @@ typedef struct {
     ngx_queue_t                     jobs;
     ngx_queue_t                     answering;
     ngx_queue_t                     link;
+    ngx_queue_t                     all;
     ngx_event_t                     timer;
     ngx_pool_t                     *pool;
     ngx_graph_notify_http_t        *req;
@@ -93,6 +94,7 @@ typedef struct {
     ngx_rbtree_node_t               tenant_sentinel;
     ngx_queue_t                     tenants;
 
+    ngx_queue_t                     all;
     ngx_uint_t                      running;
     ngx_uint_t                      held;
     ngx_uint_t                      records;
@@ -137,8 +139,10 @@ static void ngx_graph_notify_graph_enqueue(ngx_graph_notify_record_t *rec,
     ngx_uint_t head);
 static ngx_msec_t ngx_graph_notify_graph_backoff(ngx_uint_t attempts);
 static uint64_t ngx_graph_notify_graph_now(void);
+static void ngx_graph_notify_graph_answered(ngx_graph_notify_answer_e answer);
 static void ngx_graph_notify_graph_gauges(void);
 static void ngx_graph_notify_graph_json_cleanup(void *data);
+static void ngx_graph_notify_graph_cleanup(void *data);
 
 
 ngx_str_t  ngx_graph_notify_answer_names[] = {
@@ -167,6 +171,7 @@ ngx_int_t
 ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
     ngx_graph_notify_main_conf_t *gmcf)
 {
+    ngx_pool_cleanup_t        *cln;
     ngx_graph_notify_graph_t  *g;
 
     g = ngx_pcalloc(cycle->pool, sizeof(ngx_graph_notify_graph_t));
@@ -182,6 +187,7 @@ ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
     ngx_rbtree_init(&g->tenant_tree, &g->tenant_sentinel,
                     ngx_str_rbtree_insert_value);
     ngx_queue_init(&g->tenants);
+    ngx_queue_init(&g->all);
 
     g->dummy.fd = (ngx_socket_t) -1;
 
@@ -202,6 +208,14 @@ ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
                       "arrive");
         return NGX_ERROR;
     }
+
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_graph_notify_graph_cleanup;
+    cln->data = g;
 
     ngx_graph_notify_graph = g;
     g->stats->graph_enabled = 1;
@@ -290,6 +304,8 @@ ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
     }
 
     /* the id and the line live on in the job's own pool */
+
+    ngx_queue_init(&rj->queue);
 
     rj->pool = pool;
     rj->item = item;
@@ -475,6 +491,7 @@ ngx_graph_notify_graph_record(ngx_graph_notify_index_node_t *node,
 
     node->active = rec;
     g->records++;
+    ngx_queue_insert_tail(&g->all, &rec->all);
 
     ngx_graph_notify_graph_gauges();
 
@@ -501,9 +518,24 @@ ngx_graph_notify_graph_free_record(ngx_graph_notify_record_t *rec)
         ngx_destroy_pool(rec->pool);
     }
 
+    while (!ngx_queue_empty(&rec->jobs)) {
+        ngx_graph_notify_graph_finish_job(
+            ngx_queue_data(ngx_queue_head(&rec->jobs),
+                           ngx_graph_notify_rjob_t, queue), 0);
+    }
+
+    while (!ngx_queue_empty(&rec->answering)) {
+        ngx_graph_notify_graph_finish_job(
+            ngx_queue_data(ngx_queue_head(&rec->answering),
+                           ngx_graph_notify_rjob_t, queue), 0);
+    }
+
+    json_decref(rec->record);
+
     rec->node->active = NULL;
     ngx_graph_notify_index_release(rec->node);
 
+    ngx_queue_remove(&rec->all);
     g->records--;
     ngx_free(rec);
 
@@ -520,6 +552,8 @@ ngx_graph_notify_graph_finish_job(ngx_graph_notify_rjob_t *rj,
     g = ngx_graph_notify_graph;
 
     /* done: the item leaves the queue; else it goes back for a retry */
+
+    ngx_queue_remove(&rj->queue);
 
     if (done) {
         ngx_graph_notify_queue_done(g->queue, &rj->job);
@@ -787,8 +821,7 @@ ngx_graph_notify_graph_response(ngx_graph_notify_http_t *req)
     rec->last_status = status;
 
     if (req->result != CURLE_OK) {
-        ngx_graph_notify_stat_inc(g->queue,
-                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_TRANSPORT]);
+        ngx_graph_notify_graph_answered(NGX_GRAPH_NOTIFY_ANSWER_TRANSPORT);
         ngx_log_error(NGX_LOG_WARN, g->log, 0,
                       "graph_notify: call record %V: %s",
                       &rec->node->sn.str,
@@ -800,8 +833,7 @@ ngx_graph_notify_graph_response(ngx_graph_notify_http_t *req)
     }
 
     if (status == 200) {
-        ngx_graph_notify_stat_inc(g->queue,
-                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_OK]);
+        ngx_graph_notify_graph_answered(NGX_GRAPH_NOTIFY_ANSWER_OK);
         t->throttles = 0;
         rec->unauthorized = 0;
 
@@ -837,8 +869,7 @@ ngx_graph_notify_graph_response(ngx_graph_notify_http_t *req)
     {
         /* throttled: the whole tenant waits, as Graph counts per tenant */
 
-        ngx_graph_notify_stat_inc(g->queue,
-                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_THROTTLED]);
+        ngx_graph_notify_graph_answered(NGX_GRAPH_NOTIFY_ANSWER_THROTTLED);
         ngx_graph_notify_stat_inc(g->queue, tenant_pauses);
 
         pause = (req->retry_after >= 0)
@@ -862,8 +893,7 @@ ngx_graph_notify_graph_response(ngx_graph_notify_http_t *req)
     }
 
     if (status == 401 || status == 403) {
-        ngx_graph_notify_stat_inc(g->queue,
-                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_UNAUTHORIZED]);
+        ngx_graph_notify_graph_answered(NGX_GRAPH_NOTIFY_ANSWER_UNAUTHORIZED);
 
         /* an expired or revoked token: one fresh token, at once */
 
@@ -886,23 +916,20 @@ ngx_graph_notify_graph_response(ngx_graph_notify_http_t *req)
     if (status == 404) {
         /* not ready yet: records can take up to an hour, or more */
 
-        ngx_graph_notify_stat_inc(g->queue,
-                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_NOT_FOUND]);
+        ngx_graph_notify_graph_answered(NGX_GRAPH_NOTIFY_ANSWER_NOT_FOUND);
         ngx_graph_notify_graph_failed(rec, NGX_GRAPH_NOTIFY_RECORD_NOT_FOUND,
                                       "not found");
         goto next;
     }
 
     if (status >= 500 || status == 408) {
-        ngx_graph_notify_stat_inc(g->queue,
-                                  graph_answers[NGX_GRAPH_NOTIFY_ANSWER_SERVER_ERROR]);
+        ngx_graph_notify_graph_answered(NGX_GRAPH_NOTIFY_ANSWER_SERVER_ERROR);
         ngx_graph_notify_graph_failed(rec, NGX_GRAPH_NOTIFY_RECORD_EXPIRED,
                                       "Graph kept failing");
         goto next;
     }
 
-    ngx_graph_notify_stat_inc(g->queue,
-                              graph_answers[NGX_GRAPH_NOTIFY_ANSWER_CLIENT_ERROR]);
+    ngx_graph_notify_graph_answered(NGX_GRAPH_NOTIFY_ANSWER_CLIENT_ERROR);
     ngx_graph_notify_graph_drop(rec, NGX_GRAPH_NOTIFY_RECORD_REJECTED,
                                 "Graph rejected the request");
 
@@ -1035,7 +1062,6 @@ ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec)
 
             while (!ngx_queue_empty(&rec->answering)) {
                 q = ngx_queue_last(&rec->answering);
-                ngx_queue_remove(q);
                 rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
                 ngx_graph_notify_graph_finish_job(rj, 0);
             }
@@ -1058,7 +1084,6 @@ ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec)
 
     while (!ngx_queue_empty(&rec->answering)) {
         q = ngx_queue_head(&rec->answering);
-        ngx_queue_remove(q);
         rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
         ngx_graph_notify_graph_finish_job(rj, 1);
     }
@@ -1087,7 +1112,6 @@ reset:
                        "created")
             == 0)
         {
-            ngx_queue_remove(&rj->queue);
             ngx_graph_notify_graph_finish_job(rj, 1);
         }
     }
@@ -1252,7 +1276,6 @@ ngx_graph_notify_graph_drop(ngx_graph_notify_record_t *rec,
 
     while (!ngx_queue_empty(&rec->answering)) {
         q = ngx_queue_head(&rec->answering);
-        ngx_queue_remove(q);
         rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
         ngx_graph_notify_graph_finish_job(rj, 1);
         n++;
@@ -1306,6 +1329,14 @@ ngx_graph_notify_graph_now(void)
 
 
 static void
+ngx_graph_notify_graph_answered(ngx_graph_notify_answer_e answer)
+{
+    ngx_graph_notify_stat_inc(ngx_graph_notify_graph->queue,
+                              graph_answers[answer]);
+}
+
+
+static void
 ngx_graph_notify_graph_gauges(void)
 {
     ngx_graph_notify_graph_t  *g;
@@ -1322,6 +1353,31 @@ void
 ngx_graph_notify_graph_maintain(void)
 {
     ngx_graph_notify_index_maintain();
+}
+
+
+static void
+ngx_graph_notify_graph_cleanup(void *data)
+{
+    ngx_graph_notify_graph_t *g = data;
+
+    ngx_graph_notify_record_t  *rec;
+
+    /* the process exits: whatever is held goes back to the queue */
+
+    while (!ngx_queue_empty(&g->all)) {
+        rec = ngx_queue_data(ngx_queue_head(&g->all),
+                             ngx_graph_notify_record_t, all);
+
+        if (rec->req) {
+            rec->req = NULL;
+            g->running--;
+        }
+
+        ngx_graph_notify_graph_free_record(rec);
+    }
+
+    ngx_graph_notify_graph = NULL;
 }
 
 

@@ -51,6 +51,7 @@ static ngx_graph_notify_index_node_t *ngx_graph_notify_index_lookup(
 static void ngx_graph_notify_index_touch(ngx_graph_notify_index_t *ix,
     ngx_graph_notify_index_node_t *node, int64_t version, time_t written);
 static ngx_int_t ngx_graph_notify_index_compact(ngx_graph_notify_index_t *ix);
+static void ngx_graph_notify_index_cleanup(void *data);
 
 
 static ngx_graph_notify_index_t  *ngx_graph_notify_index;
@@ -61,12 +62,21 @@ ngx_graph_notify_index_open(ngx_cycle_t *cycle, ngx_str_t *dir)
 {
     u_char                    *p;
     size_t                     len;
+    ngx_pool_cleanup_t        *cln;
     ngx_graph_notify_index_t  *ix;
 
     ix = ngx_pcalloc(cycle->pool, sizeof(ngx_graph_notify_index_t));
     if (ix == NULL) {
         return NGX_ERROR;
     }
+
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_graph_notify_index_cleanup;
+    cln->data = ix;
 
     ngx_rbtree_init(&ix->rbtree, &ix->sentinel,
                     ngx_str_rbtree_insert_value);
@@ -488,4 +498,31 @@ failed:
     (void) ngx_delete_file(ix->tmp_name.data);
 
     return NGX_ERROR;
+}
+
+
+static void
+ngx_graph_notify_index_cleanup(void *data)
+{
+    ngx_graph_notify_index_t *ix = data;
+
+    ngx_rbtree_node_t  *node;
+
+    while (ix->rbtree.root != ix->rbtree.sentinel) {
+        node = ngx_rbtree_min(ix->rbtree.root, ix->rbtree.sentinel);
+        ngx_rbtree_delete(&ix->rbtree, node);
+        ngx_free(node);
+    }
+
+    if (ix->fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(ix->fd);
+    }
+
+    if (ix->lock_fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(ix->lock_fd);
+    }
+
+    if (ngx_graph_notify_index == ix) {
+        ngx_graph_notify_index = NULL;
+    }
 }

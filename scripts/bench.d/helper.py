@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+"""Call records per second through the helper, against the local simulator.
+
+Starts scripts/graph-sim (every record id exists, 1 session) and NGINX with
+the module on loopback, posts N call-record notifications spread over T
+tenants, and measures until the status page says all were written:
+
+- records per second, end to end (first POST to the last line written);
+- the helper's CPU time per record (utime + stime of its process);
+- the helper's resident memory as the run goes, to see that it stays flat.
+
+Run twice by scripts/bench: with no added latency, and with 100 ms added to
+every Graph call (the concurrency has to hide it).
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+APP = "5b4f6a52-1111-4222-8333-444455556666"
+SECRET = "bench-secret"
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_http(port, path, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", path)
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"bench: nothing answers on port {port}")
+
+
+def status(port):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/graph/status")
+    return json.loads(c.getresponse().read())
+
+
+def proc_cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def proc_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def item(record, tenant, sub):
+    return {
+        "subscriptionId": sub,
+        "subscriptionExpirationDateTime": "2026-11-26T10:00:00.0000000+00:00",
+        "changeType": "created",
+        "resource": f"communications/callRecords/{record}",
+        "resourceData": {"@odata.type": "#Microsoft.Graph.callRecord",
+                         "@odata.id": f"communications/callRecords/{record}",
+                         "id": record},
+        "clientState": "bench-state",
+        "tenantId": tenant,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=20000)
+    ap.add_argument("--tenants", type=int, default=20)
+    ap.add_argument("--latency-ms", type=int, default=0)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--rate", type=int, default=75)
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--timeout", type=int, default=300)
+    ap.add_argument("--nginx", default=os.environ.get("NGINX_BIN", "/usr/sbin/nginx"))
+    ap.add_argument("--module", default=os.environ.get(
+        "MODULE", f"{TOP}/build/ngx_http_graph_notify_module.so"))
+    a = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="graph-notify-bench-")
+    sim_port, port = free_port(), free_port()
+    os.makedirs(f"{work}/logs")
+    os.makedirs(f"{work}/conf")
+    procs = []
+
+    def stop(*_):
+        subprocess.run([a.nginx, "-p", work, "-c", "conf/nginx.conf", "-s", "stop"],
+                       stderr=subprocess.DEVNULL)
+        for p in procs:
+            p.terminate()
+        time.sleep(0.3)
+        shutil.rmtree(work, ignore_errors=True)
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(1)))
+
+    procs.append(subprocess.Popen(
+        ["/usr/bin/python3", f"{TOP}/scripts/graph-sim", "serve", "--port", str(sim_port),
+         "--secret", SECRET, "--client-id", APP, "--auto-records",
+         "--latency-ms", str(a.latency_ms), "--log", os.devnull],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    wait_http(sim_port, "/_sim/health")
+
+    with open(f"{work}/conf/nginx.conf", "w") as f:
+        f.write(f"""
+load_module {a.module};
+worker_processes 1;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path body_temp;
+    graph_notify_zone graph_notify:256m max_items=250000;
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
+    graph_notify_client_state bench-state;
+    graph_notify_app_id {APP};
+    graph_notify_client_secret {SECRET};
+    graph_notify_graph_url http://127.0.0.1:{sim_port};
+    graph_notify_login_url http://127.0.0.1:{sim_port};
+    graph_notify_concurrency {a.concurrency};
+    graph_notify_rate {a.rate};
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 16m;
+        location = /graph/notify {{ graph_notify; }}
+        location = /graph/status {{ graph_notify_status; }}
+    }}
+}}
+""")
+
+    r = subprocess.run([a.nginx, "-p", work, "-c", "conf/nginx.conf"],
+                       stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        stop()
+        sys.exit(f"bench: nginx did not start: {r.stderr}")
+
+    try:
+        wait_http(port, "/graph/status")
+        end = time.time() + 10
+        helper = 0
+        while time.time() < end and not helper:
+            helper = status(port)["helper"]["pid"]
+            time.sleep(0.1)
+
+        tenants = [str(uuid.uuid4()) for _ in range(a.tenants)]
+        cpu0 = proc_cpu(helper)
+        rss = [(0, proc_rss_kib(helper))]
+        t0 = time.time()
+
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        sent = 0
+        while sent < a.records:
+            n = min(a.batch, a.records - sent)
+            body = json.dumps({"value": [
+                item(str(uuid.uuid4()), tenants[(sent + i) % a.tenants], "bench-sub")
+                for i in range(n)]})
+            conn.request("POST", "/graph/notify", body,
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 202:
+                raise SystemExit(f"bench: POST answered {resp.status}")
+            sent += n
+
+        posted = time.time() - t0
+        marks = {a.records * k // 10 for k in range(1, 11)}
+        written = 0
+        deadline = t0 + a.timeout
+        while time.time() < deadline:
+            st = status(port)
+            written = st["callRecords"]["written"]
+            for m in sorted(marks):
+                if written >= m:
+                    rss.append((m, proc_rss_kib(helper)))
+                    marks.discard(m)
+            if written >= a.records:
+                break
+            time.sleep(0.05)
+        elapsed = time.time() - t0
+        cpu = proc_cpu(helper) - cpu0
+        st = status(port)
+
+        out = {
+            "records": a.records, "written": written, "tenants": a.tenants,
+            "latency_ms": a.latency_ms, "concurrency": a.concurrency,
+            "rate_per_tenant": a.rate, "post_seconds": round(posted, 2),
+            "seconds": round(elapsed, 2),
+            "records_per_second": round(written / elapsed, 1),
+            "helper_cpu_ms_per_record": round(cpu * 1000 / max(written, 1), 3),
+            "helper_rss_kib": rss,
+            "graph_requests": st["graph"]["requests"],
+            "throttled": st["graph"]["answers"]["throttled"],
+            "dropped": sum(st["callRecords"]["dropped"].values()),
+        }
+        print(json.dumps(out))
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    main()
