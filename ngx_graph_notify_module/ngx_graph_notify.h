@@ -147,6 +147,7 @@ typedef struct {
     ngx_uint_t                  count;
     size_t                      bytes;
     uint64_t                    seq;
+    ngx_atomic_t                wake_pending;
     ngx_graph_notify_stats_t    stats;
 } ngx_graph_notify_shctx_t;
 
@@ -259,11 +260,14 @@ void ngx_graph_notify_queue_release(ngx_graph_notify_queue_t *q,
 void ngx_graph_notify_queue_renew(ngx_graph_notify_queue_t *q,
     time_t lease);
 ngx_uint_t ngx_graph_notify_queue_reclaim(ngx_graph_notify_queue_t *q);
-void ngx_graph_notify_queue_wake(ngx_fd_t fd, ngx_log_t *log);
+void ngx_graph_notify_queue_wake(ngx_graph_notify_queue_t *q, ngx_fd_t fd,
+    ngx_log_t *log);
+void ngx_graph_notify_queue_awake(ngx_graph_notify_queue_t *q);
 
 /* ngx_graph_notify_helper.c */
 ngx_msec_t ngx_graph_notify_helper_manager(void *data);
 ngx_int_t ngx_graph_notify_helper_start(ngx_cycle_t *cycle);
+void ngx_graph_notify_helper_kick(void);
 
 /* ngx_graph_notify_http.c: libcurl's multi interface on the event loop */
 

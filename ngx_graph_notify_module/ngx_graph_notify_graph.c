@@ -562,8 +562,11 @@ ngx_graph_notify_graph_finish_job(ngx_graph_notify_rjob_t *rj,
         ngx_graph_notify_queue_release(g->queue, &rj->job);
     }
 
-    g->held--;
     ngx_destroy_pool(rj->pool);
+
+    if (g->held-- == NGX_GRAPH_NOTIFY_HELD_MAX) {
+        ngx_graph_notify_helper_kick();
+    }
 }
 
 

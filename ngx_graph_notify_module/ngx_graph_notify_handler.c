@@ -408,7 +408,7 @@ ngx_graph_notify_process(ngx_http_request_t *r)
     }
 
     if (k) {
-        ngx_graph_notify_queue_wake(gmcf->wake_fd, r->connection->log);
+        ngx_graph_notify_queue_wake(q, gmcf->wake_fd, r->connection->log);
     }
 
     ngx_graph_notify_stat_add(q, items_received, n);

@@ -205,6 +205,21 @@ ngx_graph_notify_helper_poll_handler(ngx_event_t *ev)
 }
 
 
+void
+ngx_graph_notify_helper_kick(void)
+{
+    ngx_graph_notify_helper_t  *h;
+
+    /* room again in the Graph client: take more items now, not at the poll */
+
+    h = ngx_graph_notify_helper;
+
+    if (h && !h->drain.posted) {
+        ngx_post_event(&h->drain, &ngx_posted_events);
+    }
+}
+
+
 static void
 ngx_graph_notify_helper_drain_handler(ngx_event_t *ev)
 {
@@ -221,6 +236,8 @@ ngx_graph_notify_helper_drain(ngx_graph_notify_helper_t *h)
     if (h->drain.posted) {
         ngx_delete_posted_event(&h->drain);
     }
+
+    ngx_graph_notify_queue_awake(h->queue);
 
     for (round = 0; round < NGX_GRAPH_NOTIFY_ROUNDS; round++) {
         rc = ngx_graph_notify_helper_batch(h);

@@ -22,6 +22,8 @@ ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,
     ssize_t    n;
     ngx_err_t  err;
 
+    static time_t  logged;
+
     end = lseek(file->fd, 0, SEEK_END);
 
     if (end == -1) {
@@ -36,10 +38,12 @@ ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,
 
 #if (NGX_LINUX)
         if (fdatasync(file->fd) == 0) {
+            logged = 0;
             return NGX_OK;
         }
 #else
         if (fsync(file->fd) == 0) {
+            logged = 0;
             return NGX_OK;
         }
 #endif
@@ -51,9 +55,14 @@ ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,
 
     err = (n == -1) ? ngx_errno : NGX_ENOSPC;
 
-    ngx_log_error(NGX_LOG_CRIT, log, err,
-                  "graph_notify: writing %uz bytes to \"%V\" failed, "
-                  "items are kept and retried", len, &file->name);
+    /* retried every second: one line a minute is enough while it lasts */
+
+    if (ngx_time() - logged >= 60) {
+        logged = ngx_time();
+        ngx_log_error(NGX_LOG_CRIT, log, err,
+                      "graph_notify: writing %uz bytes to \"%V\" failed, "
+                      "items are kept and retried", len, &file->name);
+    }
 
     if (n > 0 && ftruncate(file->fd, end) == -1) {
         ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,

@@ -327,14 +327,23 @@ ngx_graph_notify_queue_reclaim(ngx_graph_notify_queue_t *q)
 }
 
 
+/*
+ * One wake-up at a time: a worker writes to the eventfd only if no wake-up
+ * is pending; the helper clears the flag before it drains, so an item
+ * pushed after the helper's last look always wakes it again.
+ */
+
 void
-ngx_graph_notify_queue_wake(ngx_fd_t fd, ngx_log_t *log)
+ngx_graph_notify_queue_wake(ngx_graph_notify_queue_t *q, ngx_fd_t fd,
+    ngx_log_t *log)
 {
 #if (NGX_LINUX)
 
     uint64_t  one;
 
-    if (fd == NGX_INVALID_FILE) {
+    if (fd == NGX_INVALID_FILE
+        || !ngx_atomic_cmp_set(&q->sh->wake_pending, 0, 1))
+    {
         return;
     }
 
@@ -350,4 +359,12 @@ ngx_graph_notify_queue_wake(ngx_fd_t fd, ngx_log_t *log)
     }
 
 #endif
+}
+
+
+void
+ngx_graph_notify_queue_awake(ngx_graph_notify_queue_t *q)
+{
+    q->sh->wake_pending = 0;
+    ngx_memory_barrier();
 }
