@@ -36,7 +36,8 @@ typedef enum {
     NGX_GRAPH_NOTIFY_IDLE = 0,
     NGX_GRAPH_NOTIFY_QUEUED,
     NGX_GRAPH_NOTIFY_RUNNING,
-    NGX_GRAPH_NOTIFY_DELAYED
+    NGX_GRAPH_NOTIFY_DELAYED,
+    NGX_GRAPH_NOTIFY_WRITING
 } ngx_graph_notify_state_e;
 
 
@@ -63,6 +64,9 @@ typedef struct {
     ngx_pool_t                     *pool;
     ngx_graph_notify_http_t        *req;
     json_t                         *record;
+    ngx_str_t                       line;
+    int64_t                         version;
+    ngx_uint_t                      answers;
     ngx_str_t                       next;
     ngx_str_t                       bearer;
     ngx_graph_notify_state_e        state;
@@ -95,12 +99,14 @@ typedef struct {
     ngx_queue_t                     tenants;
 
     ngx_queue_t                     all;
+    ngx_queue_t                     writing;
     ngx_uint_t                      running;
     ngx_uint_t                      held;
     ngx_uint_t                      records;
     ngx_uint_t                      waiting;
 
     ngx_event_t                     pump;
+    ngx_event_t                     flush;
     ngx_connection_t                dummy;
 } ngx_graph_notify_graph_t;
 
@@ -126,8 +132,10 @@ static void ngx_graph_notify_graph_response(ngx_graph_notify_http_t *req);
 static ngx_int_t ngx_graph_notify_graph_page(ngx_graph_notify_record_t *rec,
     ngx_str_t *body);
 static void ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec);
-static ngx_int_t ngx_graph_notify_graph_write(ngx_graph_notify_record_t *rec,
-    ngx_uint_t n);
+static ngx_int_t ngx_graph_notify_graph_line(ngx_graph_notify_record_t *rec);
+static void ngx_graph_notify_graph_flush(ngx_event_t *ev);
+static void ngx_graph_notify_graph_finish(ngx_graph_notify_record_t *rec,
+    ngx_uint_t done);
 static void ngx_graph_notify_graph_retry(ngx_graph_notify_record_t *rec,
     ngx_msec_t delay);
 static void ngx_graph_notify_graph_failed(ngx_graph_notify_record_t *rec,
@@ -188,6 +196,7 @@ ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
                     ngx_str_rbtree_insert_value);
     ngx_queue_init(&g->tenants);
     ngx_queue_init(&g->all);
+    ngx_queue_init(&g->writing);
 
     g->dummy.fd = (ngx_socket_t) -1;
 
@@ -195,6 +204,10 @@ ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
     g->pump.data = &g->dummy;
     g->pump.log = g->log;
     g->pump.cancelable = 1;
+
+    g->flush.handler = ngx_graph_notify_graph_flush;
+    g->flush.data = &g->dummy;
+    g->flush.log = g->log;
 
     if (ngx_graph_notify_http_init(cycle, gmcf) != NGX_OK
         || ngx_graph_notify_token_init(cycle, gmcf,
@@ -510,12 +523,19 @@ ngx_graph_notify_graph_free_record(ngx_graph_notify_record_t *rec)
         ngx_del_timer(&rec->timer);
     }
 
-    if (rec->state == NGX_GRAPH_NOTIFY_QUEUED) {
+    if (rec->state == NGX_GRAPH_NOTIFY_QUEUED
+        || rec->state == NGX_GRAPH_NOTIFY_WRITING)
+    {
         ngx_queue_remove(&rec->link);
     }
 
     if (rec->pool) {
         ngx_destroy_pool(rec->pool);
+        rec->pool = NULL;
+    }
+
+    if (rec->line.data) {
+        free(rec->line.data);
     }
 
     while (!ngx_queue_empty(&rec->jobs)) {
@@ -1035,17 +1055,55 @@ ngx_graph_notify_graph_page(ngx_graph_notify_record_t *rec, ngx_str_t *body)
 static void
 ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec)
 {
-    int64_t                         version;
-    ngx_uint_t                      n;
-    ngx_queue_t                    *q;
-    ngx_graph_notify_graph_t       *g;
-    ngx_graph_notify_rjob_t        *rj;
-    ngx_graph_notify_index_node_t  *node;
+    int64_t                    version;
+    ngx_graph_notify_graph_t  *g;
 
     g = ngx_graph_notify_graph;
-    node = rec->node;
 
     version = json_integer_value(json_object_get(rec->record, "version"));
+
+    /* another helper may have written it meanwhile (during a reload) */
+    ngx_graph_notify_index_sync();
+
+    if (version <= rec->node->version) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, g->log, 0,
+                       "graph_notify: call record %V version %L written "
+                       "already", &rec->node->sn.str, version);
+
+        ngx_graph_notify_stat_inc(g->queue, records_unchanged);
+        ngx_graph_notify_graph_finish(rec, 1);
+        return;
+    }
+
+    if (ngx_graph_notify_graph_line(rec) != NGX_OK) {
+        ngx_graph_notify_graph_finish(rec, 0);
+        return;
+    }
+
+    /*
+     * Written with the other records completed in this turn of the event
+     * loop: one write and one fdatasync for all of them.
+     */
+
+    rec->version = version;
+    rec->state = NGX_GRAPH_NOTIFY_WRITING;
+    ngx_queue_insert_tail(&g->writing, &rec->link);
+
+    if (!g->flush.posted) {
+        ngx_post_event(&g->flush, &ngx_posted_events);
+    }
+}
+
+
+static ngx_int_t
+ngx_graph_notify_graph_line(ngx_graph_notify_record_t *rec)
+{
+    char                      *dump;
+    json_t                    *out;
+    ngx_uint_t                 n;
+    ngx_queue_t               *q;
+    ngx_graph_notify_rjob_t   *rj;
+    u_char                     ts[sizeof("1970-01-01T00:00:00.000Z")];
 
     n = 0;
 
@@ -1056,42 +1114,148 @@ ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec)
         n++;
     }
 
-    /* another helper may have written it meanwhile (during a reload) */
-    ngx_graph_notify_index_sync();
+    /* the newest notification's fields, then the record as fetched */
 
-    if (version > node->version) {
-        if (ngx_graph_notify_graph_write(rec, n) != NGX_OK) {
-            /* kept: the items go back to the queue and come again */
+    rj = ngx_queue_data(ngx_queue_last(&rec->answering),
+                        ngx_graph_notify_rjob_t, queue);
 
-            while (!ngx_queue_empty(&rec->answering)) {
-                q = ngx_queue_last(&rec->answering);
-                rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
-                ngx_graph_notify_graph_finish_job(rj, 0);
-            }
+    out = json_copy(rj->item);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
 
-            goto reset;
+    (void) ngx_graph_notify_timestamp(ts);
+
+    if (json_object_set_new(out, "kind", json_string("callRecord")) != 0
+        || json_object_set_new(out, "fetchedAt", json_string((char *) ts))
+           != 0
+        || json_object_set_new(out, "notifications", json_integer(n)) != 0
+        || json_object_set(out, "callRecord", rec->record) != 0)
+    {
+        json_decref(out);
+        return NGX_ERROR;
+    }
+
+    dump = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+
+    if (dump == NULL) {
+        return NGX_ERROR;
+    }
+
+    rec->line.data = (u_char *) dump;
+    rec->line.len = ngx_strlen(dump);
+    rec->answers = n;
+
+    /* the whole record is in the line now */
+
+    json_decref(rec->record);
+    rec->record = NULL;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_graph_flush(ngx_event_t *ev)
+{
+    u_char                     *buf, *p;
+    size_t                      len;
+    ngx_int_t                   rc;
+    ngx_queue_t                *q, batch;
+    ngx_graph_notify_graph_t   *g;
+    ngx_graph_notify_record_t  *rec;
+
+    g = ngx_graph_notify_graph;
+
+    if (ngx_queue_empty(&g->writing)) {
+        return;
+    }
+
+    ngx_queue_init(&batch);
+    ngx_queue_add(&batch, &g->writing);
+    ngx_queue_init(&g->writing);
+
+    len = 0;
+
+    for (q = ngx_queue_head(&batch);
+         q != ngx_queue_sentinel(&batch);
+         q = ngx_queue_next(q))
+    {
+        rec = ngx_queue_data(q, ngx_graph_notify_record_t, link);
+        len += rec->line.len + 1;
+    }
+
+    buf = ngx_alloc(len, g->log);
+    rc = NGX_ERROR;
+
+    if (buf) {
+        p = buf;
+
+        for (q = ngx_queue_head(&batch);
+             q != ngx_queue_sentinel(&batch);
+             q = ngx_queue_next(q))
+        {
+            rec = ngx_queue_data(q, ngx_graph_notify_record_t, link);
+            p = ngx_cpymem(p, rec->line.data, rec->line.len);
+            *p++ = LF;
         }
 
-        (void) ngx_graph_notify_index_written(node, version);
-        ngx_graph_notify_stat_inc(g->queue, records_written);
-
-    } else {
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, g->log, 0,
-                       "graph_notify: call record %V version %L written "
-                       "already", &node->sn.str, version);
-
-        ngx_graph_notify_stat_inc(g->queue, records_unchanged);
+        rc = ngx_graph_notify_output_append(g->gmcf->output, buf, len,
+                                            g->log);
+        ngx_free(buf);
     }
 
-    node->fetched = rec->fetch_started;
+    if (rc != NGX_OK) {
+        ngx_graph_notify_stat_inc(g->queue, output_errors);
+    }
+
+    while (!ngx_queue_empty(&batch)) {
+        q = ngx_queue_head(&batch);
+        ngx_queue_remove(q);
+        rec = ngx_queue_data(q, ngx_graph_notify_record_t, link);
+
+        rec->state = NGX_GRAPH_NOTIFY_IDLE;
+
+        if (rc == NGX_OK) {
+            (void) ngx_graph_notify_index_written(rec->node, rec->version);
+            ngx_graph_notify_stat_inc(g->queue, records_written);
+            ngx_graph_notify_stat_add(g->queue, items_written, rec->answers);
+        }
+
+        /* not written: the items go back to the queue and come again */
+        ngx_graph_notify_graph_finish(rec, rc == NGX_OK);
+    }
+
+    ngx_graph_notify_graph_pump();
+}
+
+
+static void
+ngx_graph_notify_graph_finish(ngx_graph_notify_record_t *rec,
+    ngx_uint_t done)
+{
+    ngx_queue_t                    *q;
+    ngx_graph_notify_rjob_t        *rj;
+    ngx_graph_notify_index_node_t  *node;
+
+    node = rec->node;
+
+    if (done) {
+        node->fetched = rec->fetch_started;
+    }
 
     while (!ngx_queue_empty(&rec->answering)) {
-        q = ngx_queue_head(&rec->answering);
+        q = done ? ngx_queue_head(&rec->answering)
+                 : ngx_queue_last(&rec->answering);
         rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
-        ngx_graph_notify_graph_finish_job(rj, 1);
+        ngx_graph_notify_graph_finish_job(rj, done);
     }
 
-reset:
+    if (rec->line.data) {
+        free(rec->line.data);
+        ngx_str_null(&rec->line);
+    }
 
     json_decref(rec->record);
     rec->record = NULL;
@@ -1099,8 +1263,10 @@ reset:
     rec->attempts = 0;
     rec->unauthorized = 0;
 
-    ngx_destroy_pool(rec->pool);
-    rec->pool = NULL;
+    if (rec->pool) {
+        ngx_destroy_pool(rec->pool);
+        rec->pool = NULL;
+    }
 
     /* "created" that came meanwhile: answered, a version is written */
 
@@ -1128,69 +1294,6 @@ reset:
 
     rec->first_seen = ngx_time();
     ngx_graph_notify_graph_enqueue(rec, 0);
-}
-
-
-static ngx_int_t
-ngx_graph_notify_graph_write(ngx_graph_notify_record_t *rec, ngx_uint_t n)
-{
-    char                      *dump;
-    size_t                     len;
-    json_t                    *out, *item;
-    ngx_int_t                  rc;
-    ngx_graph_notify_graph_t  *g;
-    ngx_graph_notify_rjob_t   *rj;
-    u_char                     ts[sizeof("1970-01-01T00:00:00.000Z")];
-
-    g = ngx_graph_notify_graph;
-
-    /* the newest notification's fields, then the record as fetched */
-
-    rj = ngx_queue_data(ngx_queue_last(&rec->answering),
-                        ngx_graph_notify_rjob_t, queue);
-    item = rj->item;
-
-    out = json_copy(item);
-    if (out == NULL) {
-        return NGX_ERROR;
-    }
-
-    (void) ngx_graph_notify_timestamp(ts);
-
-    if (json_object_set_new(out, "kind", json_string("callRecord")) != 0
-        || json_object_set_new(out, "fetchedAt", json_string((char *) ts))
-           != 0
-        || json_object_set_new(out, "notifications", json_integer(n)) != 0
-        || json_object_set(out, "callRecord", rec->record) != 0)
-    {
-        json_decref(out);
-        return NGX_ERROR;
-    }
-
-    dump = json_dumps(out, JSON_COMPACT);
-    json_decref(out);
-
-    if (dump == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* the line ends where json_dumps() put its NUL */
-
-    len = ngx_strlen(dump);
-    dump[len] = LF;
-
-    rc = ngx_graph_notify_output_append(g->gmcf->output, (u_char *) dump,
-                                        len + 1, g->log);
-    free(dump);
-
-    if (rc != NGX_OK) {
-        ngx_graph_notify_stat_inc(g->queue, output_errors);
-        return NGX_ERROR;
-    }
-
-    ngx_graph_notify_stat_add(g->queue, items_written, n);
-
-    return NGX_OK;
 }
 
 

@@ -1,0 +1,47 @@
+# App-only tokens that expire while the helper runs (4-second tokens).
+
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use GraphNotify;
+
+no_shuffle();
+GraphNotify::start_sim('--token-lifetime', 4);
+
+$GraphNotify::HTTP_CONFIG = <<'END';
+    graph_notify_zone graph_notify:4m;
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
+    graph_notify_client_state secret-1;
+    graph_notify_app_id $TEST_NGINX_APP_ID;
+    graph_notify_client_secret file:$TEST_NGINX_TOP/t/data/client-secret.txt;
+    graph_notify_graph_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
+    graph_notify_login_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
+END
+
+our @R = map { sprintf "c3000000-0000-4000-8000-%012d", $_ } 1 .. 3;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a token that expired between two records is renewed, nothing lost
+--- init
+GraphNotify::sim_reset();
+GraphNotify::sim_record(id => $_, sessions => 61) for @main::R;
+--- request eval
+"POST /graph/notify\n" . GraphNotify::basic_body(GraphNotify::basic_item(record => $main::R[0]))
+--- error_code: 202
+--- timeout: 5
+--- post_check
+is(scalar(record_lines(1)), 1, "the first record");
+sleep 5;
+for my $r (@main::R[1, 2]) {
+    is(GraphNotify::http_post("/graph/notify", GraphNotify::basic_body(
+        GraphNotify::basic_item(record => $r)))->{status}, 202, "accepted");
+}
+my @r = record_lines(3);
+is(scalar @r, 3, "all three written");
+ok(!(grep { @{ $_->{callRecord}{sessions} } != 61 } @r), "each with both pages");
+cmp_ok(sim_count('token'), '>=', 2, "a new token after the old one expired");
+is(status()->{callRecords}{dropped}{expired}, 0, "nothing dropped");
+is(status()->{queue}{items}, 0, "nothing left");
