@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <jansson.h>
 #include <curl/curl.h>
 
@@ -238,6 +239,9 @@ ngx_int_t ngx_graph_notify_form_decode(ngx_str_t *src, ngx_str_t *dst);
 ngx_int_t ngx_graph_notify_status_handler(ngx_http_request_t *r);
 
 /* ngx_graph_notify_crypto.c */
+char *ngx_graph_notify_key_pair(ngx_conf_t *cf, ngx_str_t *cert_file,
+    ngx_str_t *key_file, const char *what, X509 **x509, EVP_PKEY **pkey);
+const char *ngx_graph_notify_ssl_reason(void);
 char *ngx_graph_notify_key_load(ngx_conf_t *cf, ngx_graph_notify_key_t *key,
     ngx_str_t *cert_file, ngx_str_t *key_file);
 ngx_int_t ngx_graph_notify_decrypt(ngx_pool_t *pool, ngx_array_t *keys,

@@ -29,7 +29,7 @@ static ngx_int_t ngx_graph_notify_aes_decrypt(ngx_pool_t *pool, u_char *key,
     ngx_str_t *in, ngx_str_t *out);
 
 
-static const char *
+const char *
 ngx_graph_notify_ssl_reason(void)
 {
     const char     *reason;
@@ -44,16 +44,18 @@ ngx_graph_notify_ssl_reason(void)
 }
 
 
+/*
+ * A PEM certificate and its unencrypted PEM RSA private key (2048 bits or
+ * more), checked to match; the key is freed with the configuration.  For
+ * the decryption keys and the app's sign-in certificate alike.
+ */
+
 char *
-ngx_graph_notify_key_load(ngx_conf_t *cf, ngx_graph_notify_key_t *key,
-    ngx_str_t *cert_file, ngx_str_t *key_file)
+ngx_graph_notify_key_pair(ngx_conf_t *cf, ngx_str_t *cert_file,
+    ngx_str_t *key_file, const char *what, X509 **x509, EVP_PKEY **pkey)
 {
-    u_char               md[EVP_MAX_MD_SIZE];
     BIO                 *bio;
-    X509                *x509;
     ngx_str_t            cert_name, key_name;
-    ngx_uint_t           i;
-    unsigned int         md_len;
     ngx_pool_cleanup_t  *cln;
 
     cert_name = *cert_file;
@@ -68,18 +70,97 @@ ngx_graph_notify_key_load(ngx_conf_t *cf, ngx_graph_notify_key_t *key,
     bio = BIO_new_file((char *) cert_name.data, "r");
     if (bio == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot open certificate \"%V\": %s",
+                           "cannot open %s certificate \"%V\": %s", what,
                            &cert_name, ngx_graph_notify_ssl_reason());
         return NGX_CONF_ERROR;
     }
 
-    x509 = PEM_read_bio_X509(bio, NULL, ngx_graph_notify_no_password, NULL);
+    *x509 = PEM_read_bio_X509(bio, NULL, ngx_graph_notify_no_password, NULL);
     BIO_free(bio);
 
-    if (x509 == NULL) {
+    if (*x509 == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot read PEM certificate \"%V\": %s",
+                           "cannot read PEM %s certificate \"%V\": %s", what,
                            &cert_name, ngx_graph_notify_ssl_reason());
+        return NGX_CONF_ERROR;
+    }
+
+    bio = BIO_new_file((char *) key_name.data, "r");
+    if (bio == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot open %s private key \"%V\": %s", what,
+                           &key_name, ngx_graph_notify_ssl_reason());
+        goto failed;
+    }
+
+    *pkey = PEM_read_bio_PrivateKey(bio, NULL, ngx_graph_notify_no_password,
+                                    NULL);
+    BIO_free(bio);
+
+    if (*pkey == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot read PEM %s private key \"%V\" (it must "
+                           "not be encrypted): %s", what, &key_name,
+                           ngx_graph_notify_ssl_reason());
+        goto failed;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        EVP_PKEY_free(*pkey);
+        goto failed;
+    }
+
+    cln->handler = ngx_graph_notify_key_cleanup;
+    cln->data = *pkey;
+
+    if (EVP_PKEY_get_base_id(*pkey) != EVP_PKEY_RSA) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s private key \"%V\" is not an RSA key", what,
+                           &key_name);
+        goto failed;
+    }
+
+    if (EVP_PKEY_get_bits(*pkey) < 2048) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s private key \"%V\" has %d bits, Graph needs "
+                           "2048 to 4096", what, &key_name,
+                           EVP_PKEY_get_bits(*pkey));
+        goto failed;
+    }
+
+    if (X509_check_private_key(*x509, *pkey) != 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s private key \"%V\" does not match certificate "
+                           "\"%V\"", what, &key_name, &cert_name);
+        ERR_clear_error();
+        goto failed;
+    }
+
+    return NGX_CONF_OK;
+
+failed:
+
+    X509_free(*x509);
+    *x509 = NULL;
+
+    return NGX_CONF_ERROR;
+}
+
+
+char *
+ngx_graph_notify_key_load(ngx_conf_t *cf, ngx_graph_notify_key_t *key,
+    ngx_str_t *cert_file, ngx_str_t *key_file)
+{
+    u_char         md[EVP_MAX_MD_SIZE];
+    X509          *x509;
+    ngx_uint_t     i;
+    unsigned int   md_len;
+
+    if (ngx_graph_notify_key_pair(cf, cert_file, key_file, "decryption",
+                                  &x509, &key->pkey)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -88,75 +169,18 @@ ngx_graph_notify_key_load(ngx_conf_t *cf, ngx_graph_notify_key_t *key,
     if (X509_digest(x509, EVP_sha1(), md, &md_len) != 1 || md_len != 20) {
         X509_free(x509);
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot hash certificate \"%V\": %s",
-                           &cert_name, ngx_graph_notify_ssl_reason());
+                           "cannot hash certificate \"%V\": %s", cert_file,
+                           ngx_graph_notify_ssl_reason());
         return NGX_CONF_ERROR;
     }
+
+    X509_free(x509);
 
     ngx_hex_dump(key->thumbprint, md, 20);
 
     for (i = 0; i < sizeof(key->thumbprint); i++) {
         key->thumbprint[i] = ngx_toupper(key->thumbprint[i]);
     }
-
-    bio = BIO_new_file((char *) key_name.data, "r");
-    if (bio == NULL) {
-        X509_free(x509);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot open private key \"%V\": %s",
-                           &key_name, ngx_graph_notify_ssl_reason());
-        return NGX_CONF_ERROR;
-    }
-
-    key->pkey = PEM_read_bio_PrivateKey(bio, NULL,
-                                        ngx_graph_notify_no_password, NULL);
-    BIO_free(bio);
-
-    if (key->pkey == NULL) {
-        X509_free(x509);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot read PEM private key \"%V\" (it must not "
-                           "be encrypted): %s",
-                           &key_name, ngx_graph_notify_ssl_reason());
-        return NGX_CONF_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        X509_free(x509);
-        EVP_PKEY_free(key->pkey);
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_graph_notify_key_cleanup;
-    cln->data = key->pkey;
-
-    if (EVP_PKEY_get_base_id(key->pkey) != EVP_PKEY_RSA) {
-        X509_free(x509);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "private key \"%V\" is not an RSA key", &key_name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (EVP_PKEY_get_bits(key->pkey) < 2048) {
-        X509_free(x509);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "private key \"%V\" has %d bits, Graph needs "
-                           "2048 to 4096", &key_name,
-                           EVP_PKEY_get_bits(key->pkey));
-        return NGX_CONF_ERROR;
-    }
-
-    if (X509_check_private_key(x509, key->pkey) != 1) {
-        X509_free(x509);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "private key \"%V\" does not match certificate "
-                           "\"%V\"", &key_name, &cert_name);
-        ERR_clear_error();
-        return NGX_CONF_ERROR;
-    }
-
-    X509_free(x509);
 
     return NGX_CONF_OK;
 }

@@ -85,10 +85,6 @@ typedef struct {
 } ngx_graph_notify_token_ctx_t;
 
 
-static int ngx_graph_notify_token_no_password(char *buf, int size,
-    int rwflag, void *u);
-static const char *ngx_graph_notify_token_ssl_reason(void);
-static void ngx_graph_notify_token_free_key(void *data);
 static ngx_int_t ngx_graph_notify_token_thumbprint(ngx_pool_t *pool,
     X509 *x509, const EVP_MD *md, ngx_str_t *dst);
 static void ngx_graph_notify_token_scope(ngx_graph_notify_token_ctx_t *ctx,
@@ -126,97 +122,12 @@ char *
 ngx_graph_notify_app_certificate(ngx_conf_t *cf, ngx_graph_notify_app_t *app,
     ngx_str_t *cert_file, ngx_str_t *key_file)
 {
-    int                  bits;
-    BIO                 *bio;
-    X509                *x509;
-    EVP_PKEY            *pkey;
-    ngx_str_t            cert_name, key_name;
-    ngx_pool_cleanup_t  *cln;
+    X509  *x509;
 
-    cert_name = *cert_file;
-    key_name = *key_file;
-
-    if (ngx_conf_full_name(cf->cycle, &cert_name, 1) != NGX_OK
-        || ngx_conf_full_name(cf->cycle, &key_name, 1) != NGX_OK)
+    if (ngx_graph_notify_key_pair(cf, cert_file, key_file, "app", &x509,
+                                  &app->key)
+        != NGX_CONF_OK)
     {
-        return NGX_CONF_ERROR;
-    }
-
-    bio = BIO_new_file((char *) cert_name.data, "r");
-    if (bio == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot open app certificate \"%V\": %s",
-                           &cert_name, ngx_graph_notify_token_ssl_reason());
-        return NGX_CONF_ERROR;
-    }
-
-    x509 = PEM_read_bio_X509(bio, NULL, ngx_graph_notify_token_no_password,
-                             NULL);
-    BIO_free(bio);
-
-    if (x509 == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot read PEM app certificate \"%V\": %s",
-                           &cert_name, ngx_graph_notify_token_ssl_reason());
-        return NGX_CONF_ERROR;
-    }
-
-    bio = BIO_new_file((char *) key_name.data, "r");
-    if (bio == NULL) {
-        X509_free(x509);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot open app private key \"%V\": %s",
-                           &key_name, ngx_graph_notify_token_ssl_reason());
-        return NGX_CONF_ERROR;
-    }
-
-    pkey = PEM_read_bio_PrivateKey(bio, NULL,
-                                   ngx_graph_notify_token_no_password, NULL);
-    BIO_free(bio);
-
-    if (pkey == NULL) {
-        X509_free(x509);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot read PEM app private key \"%V\" (it must "
-                           "not be encrypted): %s",
-                           &key_name, ngx_graph_notify_token_ssl_reason());
-        return NGX_CONF_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        X509_free(x509);
-        EVP_PKEY_free(pkey);
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_graph_notify_token_free_key;
-    cln->data = pkey;
-
-    if (EVP_PKEY_base_id(pkey) != EVP_PKEY_RSA) {
-        X509_free(x509);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "app private key \"%V\" is not an RSA key",
-                           &key_name);
-        return NGX_CONF_ERROR;
-    }
-
-    bits = EVP_PKEY_bits(pkey);
-
-    if (bits < 2048) {
-        X509_free(x509);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "app private key \"%V\" has %d bits, at least "
-                           "2048 are needed", &key_name, bits);
-        return NGX_CONF_ERROR;
-    }
-
-    if (X509_check_private_key(x509, pkey) != 1) {
-        X509_free(x509);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "app private key \"%V\" does not match "
-                           "certificate \"%V\": %s", &key_name, &cert_name,
-                           ngx_graph_notify_token_ssl_reason());
         return NGX_CONF_ERROR;
     }
 
@@ -224,7 +135,7 @@ ngx_graph_notify_app_certificate(ngx_conf_t *cf, ngx_graph_notify_app_t *app,
 
     if (X509_cmp_current_time(X509_get0_notAfter(x509)) < 0) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "app certificate \"%V\" has expired", &cert_name);
+                           "app certificate \"%V\" has expired", cert_file);
     }
 
     /* the assertion names the certificate by the hash of its DER form */
@@ -239,45 +150,13 @@ ngx_graph_notify_app_certificate(ngx_conf_t *cf, ngx_graph_notify_app_t *app,
         X509_free(x509);
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "cannot hash app certificate \"%V\": %s",
-                           &cert_name, ngx_graph_notify_token_ssl_reason());
+                           cert_file, ngx_graph_notify_ssl_reason());
         return NGX_CONF_ERROR;
     }
 
     X509_free(x509);
 
-    app->key = pkey;
-
     return NGX_CONF_OK;
-}
-
-
-static int
-ngx_graph_notify_token_no_password(char *buf, int size, int rwflag, void *u)
-{
-    /* never prompt on a terminal for a passphrase */
-    return 0;
-}
-
-
-static const char *
-ngx_graph_notify_token_ssl_reason(void)
-{
-    const char     *reason;
-    unsigned long   e;
-
-    e = ERR_peek_last_error();
-    reason = e ? ERR_reason_error_string(e) : NULL;
-
-    ERR_clear_error();
-
-    return reason ? reason : "unknown error";
-}
-
-
-static void
-ngx_graph_notify_token_free_key(void *data)
-{
-    EVP_PKEY_free(data);
 }
 
 
@@ -759,7 +638,7 @@ ngx_graph_notify_token_fetch(ngx_graph_notify_token_ctx_t *ctx,
         {
             ngx_log_error(NGX_LOG_ALERT, ctx->log, 0,
                           "graph_notify: cannot sign a client assertion: %s",
-                          ngx_graph_notify_token_ssl_reason());
+                          ngx_graph_notify_ssl_reason());
             goto failed;
         }
     }

@@ -83,7 +83,7 @@ qr/\[emerg\] .*client state file ".*README" must hold one line in .*nginx\.conf:
     graph_notify_decryption_key k1 $TEST_NGINX_TOP/t/data/enc-test.crt /nonexistent.key;
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*cannot open private key "\/nonexistent.key": .* in .*nginx\.conf:\d+/
+qr/\[emerg\] .*cannot open decryption private key "\/nonexistent.key": .* in .*nginx\.conf:\d+/
 
 
 
@@ -123,7 +123,7 @@ qr/\[emerg\] .*private key ".*rsa1024-test.key" has 1024 bits, Graph needs 2048 
     graph_notify_decryption_key k1 $TEST_NGINX_TOP/t/data/README $TEST_NGINX_TOP/t/data/enc-test.key;
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*cannot read PEM certificate ".*README": .* in .*nginx\.conf:\d+/
+qr/\[emerg\] .*cannot read PEM decryption certificate ".*README": .* in .*nginx\.conf:\d+/
 
 
 

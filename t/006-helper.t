@@ -8,15 +8,6 @@ master_on();
 workers(2);
 no_shuffle();
 
-sub rewrite_conf {
-    my ($from, $to) = @_;
-    my $f = GraphNotify::servroot() . "/conf/nginx.conf";
-    my $s = GraphNotify::read_file($f);
-    $s =~ s/\Q$from\E/$to/g or die "no $from in nginx.conf";
-    open my $fh, '>', $f or die $!;
-    print $fh $s;
-    close $fh;
-}
 
 run_tests();
 
@@ -87,7 +78,7 @@ is(status()->{queue}{items}, 3, "and nothing of it queued");
 is(status()->{queueFull}, 1, "counted");
 is(log_count(qr/graph_notify: queue full \(3 items, \d+ bytes\), 3 item\(s\) refused with 503/), 1, "logged");
 
-main::rewrite_conf("/dev/full", "logs/graph_notify.ndjson");
+rewrite_conf("/dev/full", "logs/graph_notify.ndjson");
 ok(reload_nginx(), "reloaded, a new helper");
 my @l = wait_lines(3);
 is(join(",", map { $_->{resourceData}{id} } @l), "r1,r2,r3", "the queue survived the reload");

@@ -7,16 +7,7 @@ use GraphNotify;
 no_shuffle();
 GraphNotify::start_sim();
 
-$GraphNotify::HTTP_CONFIG = <<'END';
-    graph_notify_zone graph_notify:4m;
-    graph_notify_path graph_notify_temp;
-    graph_notify_output logs/graph_notify.ndjson;
-    graph_notify_client_state secret-1;
-    graph_notify_app_id $TEST_NGINX_APP_ID;
-    graph_notify_client_secret file:$TEST_NGINX_TOP/t/data/client-secret.txt;
-    graph_notify_graph_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
-    graph_notify_login_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
-END
+$GraphNotify::HTTP_CONFIG = $GraphNotify::GRAPH_HTTP_CONFIG;
 
 our $R1 = "a1000000-0000-4000-8000-000000000001";
 our $R2 = "a1000000-0000-4000-8000-000000000002";

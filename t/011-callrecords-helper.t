@@ -9,28 +9,10 @@ workers(2);
 no_shuffle();
 GraphNotify::start_sim('--cert', GraphNotify::data_file('app-test.crt'));
 
-$GraphNotify::HTTP_CONFIG = <<'END';
-    graph_notify_zone graph_notify:4m;
-    graph_notify_path graph_notify_temp;
-    graph_notify_output logs/graph_notify.ndjson;
-    graph_notify_client_state secret-1;
-    graph_notify_app_id $TEST_NGINX_APP_ID;
-    graph_notify_client_secret file:$TEST_NGINX_TOP/t/data/client-secret.txt;
-    graph_notify_graph_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
-    graph_notify_login_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
-END
+$GraphNotify::HTTP_CONFIG = $GraphNotify::GRAPH_HTTP_CONFIG;
 
 our @R = map { sprintf "b2000000-0000-4000-8000-%012d", $_ } 1 .. 5;
 
-sub rewrite_conf {
-    my ($from, $to) = @_;
-    my $f = GraphNotify::servroot() . "/conf/nginx.conf";
-    my $s = GraphNotify::read_file($f);
-    $s =~ s/\Q$from\E/$to/g or die "no $from in nginx.conf";
-    open my $fh, '>', $f or die $!;
-    print $fh $s;
-    close $fh;
-}
 
 run_tests();
 
@@ -61,7 +43,7 @@ cmp_ok(log_count(qr/graph_notify: .*invalid_client AADSTS7000215/), '>=', 1, "lo
 is(log_count(qr/not-the-secret/), 0, "the secret is not logged");
 unlike(status_text(), qr/not-the-secret/, "nor on the status page");
 unlike(status_text("?format=prometheus"), qr/not-the-secret/, "in either format");
-main::rewrite_conf("graph_notify_client_secret not-the-secret;",
+rewrite_conf("graph_notify_client_secret not-the-secret;",
     "graph_notify_client_secret file:$ENV{TEST_NGINX_TOP}/t/data/client-secret.txt;");
 ok(reload_nginx(), "reloaded");
 my @r = record_lines(1);

@@ -22,7 +22,7 @@ our @EXPORT = qw(
     wait_helper_pid reload_nginx json_decode json_encode http_post
     basic_item basic_body notify_url data_file log_count
     start_sim sim_get sim_post sim_record sim_faults sim_stats sim_reset
-    sim_count record_lines wait_for
+    sim_count record_lines wait_for rewrite_conf
 );
 
 my $json = JSON::PP->new->utf8->canonical->allow_nonref;
@@ -122,6 +122,17 @@ sub wait_helper_pid {
         sleep 0.1;
     }
     return 0;
+}
+
+# Edits the running configuration in place (before a reload).
+sub rewrite_conf {
+    my ($from, $to) = @_;
+    my $f = servroot() . "/conf/nginx.conf";
+    my $s = read_file($f);
+    $s =~ s/\Q$from\E/$to/g or die "no $from in nginx.conf";
+    open my $fh, '>', $f or die $!;
+    print $fh $s;
+    close $fh;
 }
 
 sub reload_nginx {
@@ -309,6 +320,18 @@ our $HTTP_CONFIG = <<'END';
     graph_notify_client_state secret-1;
     graph_notify_decryption_key test-key-1
         $TEST_NGINX_TOP/t/data/enc-test.crt $TEST_NGINX_TOP/t/data/enc-test.key;
+END
+
+# With the Graph client signed in to the simulator (start_sim first).
+our $GRAPH_HTTP_CONFIG = <<'END';
+    graph_notify_zone graph_notify:4m;
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
+    graph_notify_client_state secret-1;
+    graph_notify_app_id $TEST_NGINX_APP_ID;
+    graph_notify_client_secret file:$TEST_NGINX_TOP/t/data/client-secret.txt;
+    graph_notify_graph_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
+    graph_notify_login_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
 END
 
 our $CONFIG = <<'END';
