@@ -329,6 +329,10 @@ ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
     t = ngx_graph_notify_graph_tenant(&tenant);
 
     if (node == NULL || t == NULL) {
+        if (node) {
+            ngx_graph_notify_index_release(node);
+        }
+
         ngx_destroy_pool(pool);
         return NGX_ERROR;
     }
