@@ -71,6 +71,8 @@ static int ngx_graph_notify_http_set_timer(CURLM *multi, long timeout_ms,
     void *userp);
 static void ngx_graph_notify_http_timer_handler(ngx_event_t *ev);
 static void ngx_graph_notify_http_event_handler(ngx_event_t *ev);
+static void ngx_graph_notify_http_action(ngx_graph_notify_http_ctx_t *ctx,
+    curl_socket_t s, int mask);
 static void ngx_graph_notify_http_done(void);
 static void ngx_graph_notify_http_cleanup(void *data);
 static size_t ngx_graph_notify_http_write(char *ptr, size_t size,
@@ -416,8 +418,6 @@ ngx_graph_notify_http_set_timer(CURLM *multi, long timeout_ms, void *userp)
 static void
 ngx_graph_notify_http_timer_handler(ngx_event_t *ev)
 {
-    int                           running;
-    CURLMcode                     rc;
     ngx_graph_notify_http_ctx_t  *ctx;
 
     ctx = ngx_graph_notify_http_ctx;
@@ -426,24 +426,13 @@ ngx_graph_notify_http_timer_handler(ngx_event_t *ev)
         return;
     }
 
-    rc = curl_multi_socket_action(ctx->multi, CURL_SOCKET_TIMEOUT, 0,
-                                  &running);
-
-    if (rc != CURLM_OK) {
-        ngx_log_error(NGX_LOG_ALERT, ctx->log, 0,
-                      "graph_notify: curl_multi_socket_action() failed: %s",
-                      curl_multi_strerror(rc));
-    }
-
-    ngx_graph_notify_http_done();
+    ngx_graph_notify_http_action(ctx, CURL_SOCKET_TIMEOUT, 0);
 }
 
 
 static void
 ngx_graph_notify_http_event_handler(ngx_event_t *ev)
 {
-    int                           running;
-    CURLMcode                     rc;
     curl_socket_t                 s;
     ngx_connection_t             *c;
     ngx_graph_notify_http_ctx_t  *ctx;
@@ -454,10 +443,20 @@ ngx_graph_notify_http_event_handler(ngx_event_t *ev)
 
     /* c may be freed inside, by a CURL_POLL_REMOVE: not used after */
 
-    rc = curl_multi_socket_action(ctx->multi, s,
-                                  ev->write ? CURL_CSELECT_OUT
-                                            : CURL_CSELECT_IN,
-                                  &running);
+    ngx_graph_notify_http_action(ctx, s,
+                                 ev->write ? CURL_CSELECT_OUT
+                                           : CURL_CSELECT_IN);
+}
+
+
+static void
+ngx_graph_notify_http_action(ngx_graph_notify_http_ctx_t *ctx,
+    curl_socket_t s, int mask)
+{
+    int        running;
+    CURLMcode  rc;
+
+    rc = curl_multi_socket_action(ctx->multi, s, mask, &running);
 
     if (rc != CURLM_OK) {
         ngx_log_error(NGX_LOG_ALERT, ctx->log, 0,

@@ -185,16 +185,8 @@ is(status()->{graph}{answers}{unauthorized}, 1, "the 401 counted");
 
 
 === TEST 8: a record Graph never has: dropped after the horizon, logged and counted
---- http_config
-    graph_notify_zone graph_notify:4m;
-    graph_notify_path graph_notify_temp;
-    graph_notify_output logs/graph_notify.ndjson;
-    graph_notify_client_state secret-1;
-    graph_notify_app_id $TEST_NGINX_APP_ID;
-    graph_notify_client_secret file:$TEST_NGINX_TOP/t/data/client-secret.txt;
-    graph_notify_graph_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
-    graph_notify_login_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
-    graph_notify_record_horizon 3s;
+--- http_config eval
+GraphNotify::graph_config(extra => "graph_notify_record_horizon 3s;")
 --- init
 GraphNotify::sim_reset();
 --- request eval

@@ -19,15 +19,8 @@ run_tests();
 __DATA__
 
 === TEST 1: a wrong client secret: a clear error, items kept; fixed by a reload
---- http_config
-    graph_notify_zone graph_notify:4m;
-    graph_notify_path graph_notify_temp;
-    graph_notify_output logs/graph_notify.ndjson;
-    graph_notify_client_state secret-1;
-    graph_notify_app_id $TEST_NGINX_APP_ID;
-    graph_notify_client_secret not-the-secret;
-    graph_notify_graph_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
-    graph_notify_login_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
+--- http_config eval
+GraphNotify::graph_config(secret => "not-the-secret")
 --- init
 GraphNotify::sim_reset();
 GraphNotify::sim_record(id => $main::R[0], sessions => 1);
@@ -98,15 +91,8 @@ GraphNotify::sim_faults();
 
 
 === TEST 4: signing in with a certificate (PS256 client assertion)
---- http_config
-    graph_notify_zone graph_notify:4m;
-    graph_notify_path graph_notify_temp;
-    graph_notify_output logs/graph_notify.ndjson;
-    graph_notify_client_state secret-1;
-    graph_notify_app_id $TEST_NGINX_APP_ID;
-    graph_notify_client_certificate $TEST_NGINX_TOP/t/data/app-test.crt $TEST_NGINX_TOP/t/data/app-test.key;
-    graph_notify_graph_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
-    graph_notify_login_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
+--- http_config eval
+GraphNotify::graph_config(certificate => "")
 --- init
 GraphNotify::sim_reset();
 GraphNotify::sim_record(id => $main::R[2], sessions => 1);
@@ -120,15 +106,8 @@ is(status()->{graph}{token}{failures}, 0, "the simulator accepted the assertion"
 
 
 === TEST 5: signing in with a certificate, RS256 with x5t
---- http_config
-    graph_notify_zone graph_notify:4m;
-    graph_notify_path graph_notify_temp;
-    graph_notify_output logs/graph_notify.ndjson;
-    graph_notify_client_state secret-1;
-    graph_notify_app_id $TEST_NGINX_APP_ID;
-    graph_notify_client_certificate $TEST_NGINX_TOP/t/data/app-test.crt $TEST_NGINX_TOP/t/data/app-test.key alg=RS256;
-    graph_notify_graph_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
-    graph_notify_login_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
+--- http_config eval
+GraphNotify::graph_config(certificate => " alg=RS256")
 --- init
 GraphNotify::sim_reset();
 GraphNotify::sim_record(id => $main::R[3], sessions => 1);

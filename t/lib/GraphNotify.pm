@@ -334,6 +334,19 @@ our $GRAPH_HTTP_CONFIG = <<'END';
     graph_notify_login_url http://127.0.0.1:$TEST_NGINX_SIM_PORT;
 END
 
+# The same, with another secret, a certificate (its extra parameters given)
+# instead of the secret, or extra directives.
+sub graph_config {
+    my (%o) = @_;
+    my $c = $GRAPH_HTTP_CONFIG;
+    my $secret = qr/graph_notify_client_secret [^\n]*;/;
+    $c =~ s/$secret/graph_notify_client_secret $o{secret};/ if $o{secret};
+    $c =~ s{$secret}{graph_notify_client_certificate \$TEST_NGINX_TOP/t/data/app-test.crt \$TEST_NGINX_TOP/t/data/app-test.key$o{certificate};}
+        if defined $o{certificate};
+    $c .= "    $o{extra}\n" if $o{extra};
+    return $c;
+}
+
 our $CONFIG = <<'END';
     location = /graph/notify { graph_notify; }
     location = /graph/status { graph_notify_status; }
