@@ -20,7 +20,7 @@
 
 #define NGX_GRAPH_NOTIFY_VERSION          "0.1.0"
 
-/* bounds of what Graph sends (graph-protocol.md 1.1, 2.3) */
+/* bounds of what Graph sends: tokens and clientState values */
 #define NGX_GRAPH_NOTIFY_TOKEN_MAX        1024
 #define NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX 255
 

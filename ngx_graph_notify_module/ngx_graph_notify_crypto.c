@@ -13,7 +13,7 @@
 #include <openssl/x509.h>
 
 
-/* AES-256 key, also the HMAC-SHA256 key (graph-protocol.md 4.3) */
+/* AES-256 key, also the HMAC-SHA256 key (Graph's rich notifications) */
 #define NGX_GRAPH_NOTIFY_DATA_KEY_LEN  32
 #define NGX_GRAPH_NOTIFY_SIGNATURE_LEN 32
 

@@ -18,7 +18,7 @@
  *
  * Requests are paced per tenant (a rate budget, and pauses that honour
  * Retry-After), capped in number, and spaced per record, after Graph's
- * limits (graph-protocol.md 6.3): 1,500 requests per 20 s per app and
+ * throttling limits for call records: 1,500 requests per 20 s per app and
  * tenant, 40 per 20 s per record.
  */
 

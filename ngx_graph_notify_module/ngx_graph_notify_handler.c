@@ -220,8 +220,8 @@ ngx_graph_notify_form_decode(ngx_str_t *src, ngx_str_t *dst)
     ngx_int_t    hi, lo;
 
     /*
-     * Graph form-encodes the token: "+" is a space, "%3a" a colon
-     * (graph-protocol.md 1.1), which ngx_unescape_uri() does not do.
+     * Graph form-encodes the token: "+" is a space, "%3a" a colon;
+     * ngx_unescape_uri() does not turn "+" into a space.
      */
 
     s = src->data;

@@ -14,8 +14,8 @@
 
 
 /*
- * App-only tokens of the Microsoft identity platform (OAuth2 client
- * credentials, graph-protocol.md 7), cached per tenant in the helper.
+ * App-only tokens of the Microsoft identity platform (the OAuth2 client
+ * credentials grant), cached per tenant.
  */
 
 
