@@ -348,7 +348,7 @@ ngx_int_t ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
     ngx_graph_notify_main_conf_t *gmcf);
 ngx_int_t ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job);
 ngx_uint_t ngx_graph_notify_graph_busy(void);
-void ngx_graph_notify_graph_maintain(void);
+void ngx_graph_notify_graph_poll(void);
 
 /* ngx_graph_notify_output.c */
 ngx_int_t ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,

@@ -105,6 +105,8 @@ typedef struct {
     ngx_uint_t                      records;
     ngx_uint_t                      waiting;
 
+    time_t                          maintained;
+
     ngx_event_t                     pump;
     ngx_event_t                     flush;
     ngx_connection_t                dummy;
@@ -208,6 +210,7 @@ ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
     g->flush.handler = ngx_graph_notify_graph_flush;
     g->flush.data = &g->dummy;
     g->flush.log = g->log;
+    g->flush.cancelable = 1;
 
     if (ngx_graph_notify_http_init(cycle, gmcf) != NGX_OK
         || ngx_graph_notify_token_init(cycle, gmcf,
@@ -232,6 +235,7 @@ ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
 
     ngx_graph_notify_graph = g;
     g->stats->graph_enabled = 1;
+    g->maintained = ngx_time();
 
     ngx_log_error(NGX_LOG_NOTICE, g->log, 0,
                   "graph_notify: fetching call records from %V, "
@@ -316,7 +320,7 @@ ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
         return NGX_ERROR;
     }
 
-    /* the id and the line live on in the job's own pool */
+    /* the job keeps the parsed item; its pool frees it */
 
     ngx_queue_init(&rj->queue);
 
@@ -1093,7 +1097,7 @@ ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec)
     rec->state = NGX_GRAPH_NOTIFY_WRITING;
     ngx_queue_insert_tail(&g->writing, &rec->link);
 
-    if (!g->flush.posted) {
+    if (!g->flush.posted && !g->flush.timer_set) {
         ngx_post_event(&g->flush, &ngx_posted_events);
     }
 }
@@ -1211,7 +1215,18 @@ ngx_graph_notify_graph_flush(ngx_event_t *ev)
     }
 
     if (rc != NGX_OK) {
+        /*
+         * The output cannot be written (disk full): keep the lines and
+         * try again in a second, without asking Graph again meanwhile.
+         */
+
         ngx_graph_notify_stat_inc(g->queue, output_errors);
+        ngx_queue_add(&batch, &g->writing);
+        ngx_queue_init(&g->writing);
+        ngx_queue_add(&g->writing, &batch);
+
+        ngx_add_timer(&g->flush, 1000);
+        return;
     }
 
     while (!ngx_queue_empty(&batch)) {
@@ -1221,14 +1236,11 @@ ngx_graph_notify_graph_flush(ngx_event_t *ev)
 
         rec->state = NGX_GRAPH_NOTIFY_IDLE;
 
-        if (rc == NGX_OK) {
-            (void) ngx_graph_notify_index_written(rec->node, rec->version);
-            ngx_graph_notify_stat_inc(g->queue, records_written);
-            ngx_graph_notify_stat_add(g->queue, items_written, rec->answers);
-        }
+        (void) ngx_graph_notify_index_written(rec->node, rec->version);
+        ngx_graph_notify_stat_inc(g->queue, records_written);
+        ngx_graph_notify_stat_add(g->queue, items_written, rec->answers);
 
-        /* not written: the items go back to the queue and come again */
-        ngx_graph_notify_graph_finish(rec, rc == NGX_OK);
+        ngx_graph_notify_graph_finish(rec, 1);
     }
 
     ngx_graph_notify_graph_pump();
@@ -1399,11 +1411,6 @@ ngx_graph_notify_graph_drop(ngx_graph_notify_record_t *rec,
 
     ngx_graph_notify_stat_inc(g->queue, records_dropped[reason]);
 
-    if (rec->record) {
-        json_decref(rec->record);
-        rec->record = NULL;
-    }
-
     ngx_graph_notify_graph_free_record(rec);
 }
 
@@ -1460,9 +1467,26 @@ ngx_graph_notify_graph_gauges(void)
 
 
 void
-ngx_graph_notify_graph_maintain(void)
+ngx_graph_notify_graph_poll(void)
 {
-    ngx_graph_notify_index_maintain();
+    ngx_graph_notify_graph_t  *g;
+
+    /* the helper's backstop poll: a missed wake-up costs a second at most */
+
+    g = ngx_graph_notify_graph;
+
+    if (g == NULL) {
+        return;
+    }
+
+    if (!g->pump.posted) {
+        ngx_post_event(&g->pump, &ngx_posted_events);
+    }
+
+    if (ngx_time() - g->maintained >= 3600) {
+        ngx_graph_notify_index_maintain();
+        g->maintained = ngx_time();
+    }
 }
 
 

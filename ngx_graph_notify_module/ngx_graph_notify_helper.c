@@ -26,7 +26,6 @@ typedef struct {
     ngx_connection_t               dummy;
 
     time_t                         renewed;
-    time_t                         maintained;
     ngx_uint_t                     output_failing;
 } ngx_graph_notify_helper_t;
 
@@ -192,10 +191,7 @@ ngx_graph_notify_helper_poll_handler(ngx_event_t *ev)
         h->renewed = now;
     }
 
-    if (now - h->maintained >= 3600) {
-        ngx_graph_notify_graph_maintain();
-        h->maintained = now;
-    }
+    ngx_graph_notify_graph_poll();
 
     ngx_graph_notify_helper_drain(h);
 

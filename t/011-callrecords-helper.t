@@ -139,3 +139,24 @@ sleep 1;
 is(scalar(record_lines(2, 0.5)), 1, "but the same version is not written twice");
 like(read_file(GraphNotify::servroot() . "/graph_notify_temp/callrecords.index"),
      qr/^1 \d+ \Q$main::R[4]\E$/m, "the index on disk");
+
+
+
+=== TEST 7: the output cannot be written: Graph is not asked again meanwhile, nothing lost
+--- http_config eval
+GraphNotify::graph_config(output => "/dev/full")
+--- init
+GraphNotify::sim_reset();
+GraphNotify::sim_record(id => $main::R[0], sessions => 1);
+--- request eval
+"POST /graph/notify\n" . GraphNotify::basic_body(GraphNotify::basic_item(record => $main::R[0]))
+--- error_code: 202
+--- post_check
+ok(wait_for(sub { status()->{helper}{outputErrors} >= 3 }), "the write is retried");
+is(sim_count('record_get', $main::R[0]), 1, "but the record was fetched once");
+is(status()->{queue}{items}, 1, "and the item is kept");
+rewrite_conf("graph_notify_output /dev/full;", "graph_notify_output logs/graph_notify.ndjson;");
+ok(reload_nginx(), "reloaded with a writable output");
+my @r = record_lines(1);
+is(scalar @r, 1, "written");
+ok(wait_for(sub { status()->{queue}{items} == 0 }), "and gone from the queue");

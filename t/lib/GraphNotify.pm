@@ -335,7 +335,7 @@ our $GRAPH_HTTP_CONFIG = <<'END';
 END
 
 # The same, with another secret, a certificate (its extra parameters given)
-# instead of the secret, or extra directives.
+# instead of the secret, another output, or extra directives.
 sub graph_config {
     my (%o) = @_;
     my $c = $GRAPH_HTTP_CONFIG;
@@ -343,6 +343,8 @@ sub graph_config {
     $c =~ s/$secret/graph_notify_client_secret $o{secret};/ if $o{secret};
     $c =~ s{$secret}{graph_notify_client_certificate \$TEST_NGINX_TOP/t/data/app-test.crt \$TEST_NGINX_TOP/t/data/app-test.key$o{certificate};}
         if defined $o{certificate};
+    $c =~ s{graph_notify_output [^\n]*;}{graph_notify_output $o{output};}
+        if $o{output};
     $c .= "    $o{extra}\n" if $o{extra};
     return $c;
 }
