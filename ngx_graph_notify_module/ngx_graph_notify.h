@@ -126,28 +126,79 @@ typedef struct {
 
 
 /*
- * A queued notification item: the JSON object to write (one line, no
- * newline) followed by the batch's validationTokens array, if any.
+ * What an item is, decided by the worker at intake and kept in the item's
+ * header, so that the helper routes it without parsing the line again.
+ */
+typedef enum {
+    NGX_GRAPH_NOTIFY_KIND_OTHER = 0,         /* basic, not a call record */
+    NGX_GRAPH_NOTIFY_KIND_CALL_RECORD,       /* communications/callRecords */
+    NGX_GRAPH_NOTIFY_KIND_RICH,
+    NGX_GRAPH_NOTIFY_KIND_LIFECYCLE
+} ngx_graph_notify_kind_e;
+
+/*
+ * The lanes of the queue: items that only need writing never wait behind
+ * call records waiting for Graph.
+ */
+#define NGX_GRAPH_NOTIFY_LANE_WRITE       0
+#define NGX_GRAPH_NOTIFY_LANE_RECORD      1
+#define NGX_GRAPH_NOTIFY_LANES            2
+
+
+/* the validationTokens of one batch, stored once and shared by its items */
+typedef struct {
+    ngx_uint_t                  refs;
+    size_t                      len;
+    u_char                      data[1];
+} ngx_graph_notify_tokens_t;
+
+
+/*
+ * Where an item is on disk: its journal file (zone id, writer pid, file
+ * number), the offset of its batch entry there, and its journal sequence
+ * number, unique within the file.
+ */
+typedef struct {
+    uint64_t                    zone;
+    uint64_t                    seq;
+    off_t                       off;
+    uint32_t                    pid;
+    uint32_t                    file;
+} ngx_graph_notify_jref_t;
+
+
+/*
+ * A queued notification item: the header, then the JSON object to write
+ * (one line, no newline), the tenant id and the call-record id.
  */
 typedef struct {
     ngx_queue_t                 queue;
     uint64_t                    seq;
     ngx_pid_t                   owner;
     time_t                      lease_until;
+    time_t                      received;
     ngx_uint_t                  attempts;
+    ngx_graph_notify_tokens_t  *tokens;
+    ngx_graph_notify_jref_t     journal;
     size_t                      size;
-    size_t                      line_len;
-    size_t                      tokens_len;
+    uint32_t                    line_len;
+    uint32_t                    tenant_len;
+    uint8_t                     record_len;
+    uint8_t                     kind;
     u_char                      data[1];
 } ngx_graph_notify_item_t;
 
 
 typedef struct {
-    ngx_queue_t                 pending;
+    ngx_queue_t                 pending[NGX_GRAPH_NOTIFY_LANES];
     ngx_queue_t                 inflight;
+    ngx_queue_t                 staged;
     ngx_uint_t                  count;
+    ngx_uint_t                  lane_count[NGX_GRAPH_NOTIFY_LANES];
     size_t                      bytes;
     uint64_t                    seq;
+    uint64_t                    zone_id;
+    ngx_atomic_t                files;
     ngx_atomic_t                wake_pending;
     ngx_graph_notify_stats_t    stats;
 } ngx_graph_notify_shctx_t;
@@ -160,20 +211,35 @@ typedef struct {
 } ngx_graph_notify_queue_t;
 
 
-/* an item taken by the helper: a private copy plus the shared original */
+/*
+ * An item taken by the helper: the routing fields and a private copy of
+ * the line; the tokens stay in the zone (ngx_graph_notify_queue_tokens()
+ * copies them on demand).  tenant and record point into the copy.
+ */
 typedef struct {
     ngx_graph_notify_item_t    *shm;
     uint64_t                    seq;
+    ngx_graph_notify_kind_e     kind;
+    ngx_uint_t                  lane;
     ngx_str_t                   line;
-    ngx_str_t                   tokens;
+    ngx_str_t                   tenant;
+    ngx_str_t                   record;
+    time_t                      received;
+    ngx_graph_notify_jref_t     journal;
 } ngx_graph_notify_job_t;
 
 
 /* what a worker pushes for one accepted item */
 typedef struct {
     ngx_str_t                   line;
-    ngx_str_t                   tokens;
+    ngx_str_t                   tenant;
+    ngx_str_t                   record;      /* call-record id, or empty */
+    ngx_graph_notify_kind_e     kind;
 } ngx_graph_notify_entry_t;
+
+
+/* the maximal call-record id the worker accepts as one */
+#define NGX_GRAPH_NOTIFY_RECORD_ID_MAX    128
 
 
 typedef enum {
@@ -253,10 +319,24 @@ ngx_uint_t ngx_graph_notify_secret_match(ngx_str_t *value,
 /* ngx_graph_notify_queue.c */
 ngx_int_t ngx_graph_notify_queue_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+ngx_int_t ngx_graph_notify_record_id(ngx_str_t *resource, ngx_str_t *id);
+ngx_graph_notify_item_t *ngx_graph_notify_queue_stage(
+    ngx_graph_notify_queue_t *q, ngx_graph_notify_entry_t *entries,
+    ngx_uint_t n, ngx_str_t *tokens, ngx_graph_notify_jref_t *jref);
+void ngx_graph_notify_queue_publish(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_item_t *first, ngx_uint_t n);
+void ngx_graph_notify_queue_unstage(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_item_t *first, ngx_uint_t n);
 ngx_int_t ngx_graph_notify_queue_push(ngx_graph_notify_queue_t *q,
-    ngx_graph_notify_entry_t *entries, ngx_uint_t n);
+    ngx_graph_notify_entry_t *entries, ngx_uint_t n, ngx_str_t *tokens);
+ngx_int_t ngx_graph_notify_queue_requeue(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_entry_t *entry, ngx_str_t *tokens,
+    ngx_graph_notify_jref_t *jref, time_t received);
 ngx_int_t ngx_graph_notify_queue_take(ngx_graph_notify_queue_t *q,
-    time_t lease, ngx_pool_t *pool, ngx_graph_notify_job_t *job);
+    ngx_uint_t lane, time_t lease, ngx_pool_t *pool,
+    ngx_graph_notify_job_t *job);
+ngx_int_t ngx_graph_notify_queue_tokens(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_job_t *job, ngx_pool_t *pool, ngx_str_t *tokens);
 void ngx_graph_notify_queue_done(ngx_graph_notify_queue_t *q,
     ngx_graph_notify_job_t *job);
 void ngx_graph_notify_queue_release(ngx_graph_notify_queue_t *q,

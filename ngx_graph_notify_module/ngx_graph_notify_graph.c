@@ -27,7 +27,6 @@
 #define NGX_GRAPH_NOTIFY_RECORD_SPACING  500
 #define NGX_GRAPH_NOTIFY_BACKOFF_MIN     1000
 #define NGX_GRAPH_NOTIFY_BACKOFF_MAX     (5 * 60 * 1000)
-#define NGX_GRAPH_NOTIFY_ID_MAX          128
 
 #define NGX_GRAPH_NOTIFY_EXPAND          "?$expand=sessions($expand=segments)"
 
@@ -113,8 +112,6 @@ typedef struct {
 } ngx_graph_notify_graph_t;
 
 
-static ngx_int_t ngx_graph_notify_graph_record_id(json_t *item,
-    ngx_str_t *id);
 static ngx_graph_notify_tenant_t *ngx_graph_notify_graph_tenant(
     ngx_str_t *id);
 static ngx_graph_notify_record_t *ngx_graph_notify_graph_record(
@@ -262,7 +259,7 @@ ngx_graph_notify_graph_busy(void)
 ngx_int_t
 ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
 {
-    json_t                         *item, *tenant_id, *change;
+    json_t                         *item, *change;
     uint64_t                        received;
     ngx_str_t                       id, tenant;
     ngx_pool_t                     *pool;
@@ -275,28 +272,22 @@ ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
 
     g = ngx_graph_notify_graph;
 
-    /* most lines are not call records: a cheap look first */
+    /* the worker told what the item is: no parsing to route it */
 
-    if (g == NULL
-        || ngx_strlcasestrn(job->line.data, job->line.data + job->line.len,
-                            (u_char *) "communications/callRecords/",
-                            sizeof("communications/callRecords/") - 2)
-           == NULL)
-    {
+    if (g == NULL || job->kind != NGX_GRAPH_NOTIFY_KIND_CALL_RECORD) {
         return NGX_DECLINED;
     }
+
+    /* the line is parsed still: the output line is built from it */
 
     item = json_loadb((char *) job->line.data, job->line.len, 0, NULL);
 
-    if (item == NULL || ngx_graph_notify_graph_record_id(item, &id) != NGX_OK)
-    {
-        json_decref(item);
+    if (item == NULL) {
         return NGX_DECLINED;
     }
 
-    tenant_id = json_object_get(item, "tenantId");
-    tenant.data = (u_char *) json_string_value(tenant_id);
-    tenant.len = json_string_length(tenant_id);
+    id = job->record;
+    tenant = job->tenant;
 
     pool = ngx_create_pool(1024, g->log);
     if (pool == NULL) {
@@ -326,8 +317,19 @@ ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
 
     rj->pool = pool;
     rj->item = item;
-    rj->job.shm = job->shm;
-    rj->job.seq = job->seq;
+    rj->job = *job;
+
+    /* the taken copy lives in the caller's pool: the job keeps its own */
+
+    ngx_str_null(&rj->job.line);
+
+    rj->job.tenant.data = ngx_pstrdup(pool, &job->tenant);
+    rj->job.record.data = ngx_pstrdup(pool, &job->record);
+
+    if (rj->job.tenant.data == NULL || rj->job.record.data == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
 
     node = ngx_graph_notify_index_get(&id);
     t = ngx_graph_notify_graph_tenant(&tenant);
@@ -383,63 +385,6 @@ ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
     if (rec->state == NGX_GRAPH_NOTIFY_IDLE) {
         ngx_graph_notify_graph_enqueue(rec, 0);
     }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_graph_notify_graph_record_id(json_t *item, ngx_str_t *id)
-{
-    u_char      *p, *last;
-    size_t       len;
-    json_t      *v;
-    const char  *kind, *resource;
-
-    static const char  prefix[] = "communications/callRecords/";
-
-    kind = json_string_value(json_object_get(item, "kind"));
-    resource = json_string_value(json_object_get(item, "resource"));
-    v = json_object_get(item, "tenantId");
-
-    if (kind == NULL || ngx_strcmp(kind, "basic") != 0 || resource == NULL
-        || !json_is_string(v) || json_string_length(v) == 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (*resource == '/') {
-        resource++;
-    }
-
-    len = ngx_strlen(resource);
-
-    if (len <= sizeof(prefix) - 1
-        || ngx_strncasecmp((u_char *) resource, (u_char *) prefix,
-                           sizeof(prefix) - 1)
-           != 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    p = (u_char *) resource + sizeof(prefix) - 1;
-    last = (u_char *) resource + len;
-
-    if (last - p > NGX_GRAPH_NOTIFY_ID_MAX) {
-        return NGX_DECLINED;
-    }
-
-    /* the id goes into a URL and the index: letters, digits and "-" */
-
-    id->data = p;
-
-    for ( /* void */ ; p < last; p++) {
-        if (!isalnum(*p) && *p != '-' && *p != '_') {
-            return NGX_DECLINED;
-        }
-    }
-
-    id->len = last - id->data;
 
     return NGX_OK;
 }

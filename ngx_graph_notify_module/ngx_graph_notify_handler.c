@@ -355,7 +355,6 @@ ngx_graph_notify_process(ngx_http_request_t *r)
                                    &entries[k], &reason);
 
         if (rc == NGX_OK) {
-            entries[k].tokens = tokens_json;
             k++;
             continue;
         }
@@ -374,7 +373,9 @@ ngx_graph_notify_process(ngx_http_request_t *r)
         drops.dropped[reason]++;
     }
 
-    if (k && ngx_graph_notify_queue_push(q, entries, k) != NGX_OK) {
+    if (k && ngx_graph_notify_queue_push(q, entries, k, &tokens_json)
+             != NGX_OK)
+    {
 
         /* nothing was queued: a 503 makes Graph deliver the batch again */
 
@@ -521,9 +522,9 @@ ngx_graph_notify_item(ngx_http_request_t *r,
     ngx_graph_notify_loc_conf_t *glcf, json_t *item,
     ngx_graph_notify_entry_t *entry, ngx_graph_notify_drop_e *reason)
 {
-    json_t       *cs, *enc;
+    json_t       *cs, *enc, *v;
     ngx_int_t     rc;
-    ngx_str_t     value, plain, *pplain;
+    ngx_str_t     value, plain, *pplain, resource;
     const char   *kind;
 
     if (ngx_graph_notify_check_item(item) != NGX_OK) {
@@ -560,11 +561,20 @@ ngx_graph_notify_item(ngx_http_request_t *r,
     pplain = NULL;
     enc = json_object_get(item, "encryptedContent");
 
+    /* what the helper needs to route the item, kept in its header */
+
+    v = json_object_get(item, "tenantId");
+    entry->tenant.data = (u_char *) json_string_value(v);
+    entry->tenant.len = json_string_length(v);
+    ngx_str_null(&entry->record);
+
     if (json_object_get(item, "lifecycleEvent")) {
         kind = "lifecycle";
+        entry->kind = NGX_GRAPH_NOTIFY_KIND_LIFECYCLE;
 
     } else if (enc) {
         kind = "rich";
+        entry->kind = NGX_GRAPH_NOTIFY_KIND_RICH;
 
         rc = ngx_graph_notify_decrypt_item(r, glcf, enc, &plain, reason);
         if (rc != NGX_OK) {
@@ -575,9 +585,19 @@ ngx_graph_notify_item(ngx_http_request_t *r,
 
     } else {
         kind = "basic";
-    }
+        entry->kind = NGX_GRAPH_NOTIFY_KIND_OTHER;
 
-    ngx_str_null(&entry->tokens);
+        v = json_object_get(item, "resource");
+        resource.data = (u_char *) json_string_value(v);
+        resource.len = json_string_length(v);
+
+        if (entry->tenant.len
+            && ngx_graph_notify_record_id(&resource, &entry->record)
+               == NGX_OK)
+        {
+            entry->kind = NGX_GRAPH_NOTIFY_KIND_CALL_RECORD;
+        }
+    }
 
     return ngx_graph_notify_line(r, item, kind, pplain, &entry->line);
 }

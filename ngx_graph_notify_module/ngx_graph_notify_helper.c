@@ -259,7 +259,7 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
     u_char                  *buf, *p;
     size_t                   len;
     ngx_int_t                rc;
-    ngx_uint_t               i, n;
+    ngx_uint_t               i, n, lane, taken;
     ngx_pool_t              *pool;
     ngx_graph_notify_job_t   jobs[NGX_GRAPH_NOTIFY_BATCH];
 
@@ -270,39 +270,54 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
 
     len = 0;
     n = 0;
+    taken = 0;
 
-    for (i = 0; i < NGX_GRAPH_NOTIFY_BATCH; i++) {
+    /*
+     * The write lane first, whatever the Graph client's state: these items
+     * never wait behind call records.  Then call records, as long as the
+     * Graph client has room for them.
+     */
 
-        if (ngx_graph_notify_graph_busy()) {
-            break;
+    for (lane = 0; lane < NGX_GRAPH_NOTIFY_LANES; lane++) {
+
+        for (i = 0; n < NGX_GRAPH_NOTIFY_BATCH && i < NGX_GRAPH_NOTIFY_BATCH;
+             i++)
+        {
+            if (lane == NGX_GRAPH_NOTIFY_LANE_RECORD
+                && ngx_graph_notify_graph_busy())
+            {
+                break;
+            }
+
+            rc = ngx_graph_notify_queue_take(h->queue, lane, h->gmcf->lease,
+                                             pool, &jobs[n]);
+            if (rc != NGX_OK) {
+                break;
+            }
+
+            taken++;
+
+            /* call records go to the Graph client, the rest is written */
+
+            rc = ngx_graph_notify_graph_submit(&jobs[n]);
+
+            if (rc == NGX_OK) {
+                continue;
+            }
+
+            if (rc == NGX_ERROR) {
+                ngx_graph_notify_queue_release(h->queue, &jobs[n]);
+                break;
+            }
+
+            len += jobs[n].line.len + 1;
+            n++;
         }
-
-        rc = ngx_graph_notify_queue_take(h->queue, h->gmcf->lease, pool,
-                                         &jobs[n]);
-        if (rc != NGX_OK) {
-            break;
-        }
-
-        /* call records go to the Graph client, the rest is written now */
-
-        rc = ngx_graph_notify_graph_submit(&jobs[n]);
-
-        if (rc == NGX_OK) {
-            continue;
-        }
-
-        if (rc == NGX_ERROR) {
-            ngx_graph_notify_queue_release(h->queue, &jobs[n]);
-            break;
-        }
-
-        len += jobs[n].line.len + 1;
-        n++;
     }
 
     if (n == 0) {
         ngx_destroy_pool(pool);
-        return i ? NGX_OK : NGX_DECLINED;
+        return taken ? NGX_OK : NGX_DECLINED;
     }
 
     buf = ngx_pnalloc(pool, len);

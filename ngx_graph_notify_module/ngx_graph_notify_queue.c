@@ -18,12 +18,20 @@
  */
 
 
+static ngx_graph_notify_item_t *ngx_graph_notify_queue_alloc(
+    ngx_graph_notify_queue_t *q, ngx_graph_notify_entry_t *entry,
+    ngx_graph_notify_tokens_t *tokens);
+static void ngx_graph_notify_queue_free(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_item_t *item);
+
+
 ngx_int_t
 ngx_graph_notify_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_graph_notify_queue_t  *oq = data;
 
     size_t                     len;
+    ngx_uint_t                 i;
     ngx_graph_notify_queue_t  *q;
 
     q = shm_zone->data;
@@ -49,8 +57,19 @@ ngx_graph_notify_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_memzero(q->sh, sizeof(ngx_graph_notify_shctx_t));
 
-    ngx_queue_init(&q->sh->pending);
+    for (i = 0; i < NGX_GRAPH_NOTIFY_LANES; i++) {
+        ngx_queue_init(&q->sh->pending[i]);
+    }
+
     ngx_queue_init(&q->sh->inflight);
+    ngx_queue_init(&q->sh->staged);
+
+    /*
+     * The zone's identity names its journal files, so that a helper tells
+     * the files of its own zone from those of a zone that is gone.
+     */
+    q->sh->zone_id = ((uint64_t) ngx_time() << 20)
+                     ^ ((uint64_t) ngx_pid << 4) ^ (ngx_random() & 0xfffff);
 
     q->shpool->data = q->sh;
 
@@ -72,108 +91,350 @@ ngx_graph_notify_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 ngx_int_t
-ngx_graph_notify_queue_push(ngx_graph_notify_queue_t *q,
-    ngx_graph_notify_entry_t *entries, ngx_uint_t n)
+ngx_graph_notify_record_id(ngx_str_t *resource, ngx_str_t *id)
 {
-    size_t                    size, total;
-    ngx_uint_t                i;
-    ngx_queue_t               batch, *qe;
+    u_char  *p, *last;
+
+    static const char  prefix[] = "communications/callRecords/";
+
+    /* "communications/callRecords/{id}": the id goes into a URL and a file */
+
+    p = resource->data;
+    last = p + resource->len;
+
+    if (p < last && *p == '/') {
+        p++;
+    }
+
+    if ((size_t) (last - p) <= sizeof(prefix) - 1
+        || ngx_strncasecmp(p, (u_char *) prefix, sizeof(prefix) - 1) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p += sizeof(prefix) - 1;
+
+    if (last - p > NGX_GRAPH_NOTIFY_RECORD_ID_MAX) {
+        return NGX_DECLINED;
+    }
+
+    id->data = p;
+
+    for ( /* void */ ; p < last; p++) {
+        if (!isalnum(*p) && *p != '-' && *p != '_') {
+            return NGX_DECLINED;
+        }
+    }
+
+    id->len = last - id->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_graph_notify_item_t *
+ngx_graph_notify_queue_alloc(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_entry_t *entry, ngx_graph_notify_tokens_t *tokens)
+{
+    u_char                   *p;
+    size_t                    size;
     ngx_graph_notify_item_t  *item;
+
+    size = offsetof(ngx_graph_notify_item_t, data)
+           + entry->line.len + entry->tenant.len + entry->record.len;
+
+    item = ngx_slab_alloc_locked(q->shpool, size);
+    if (item == NULL) {
+        return NULL;
+    }
+
+    item->seq = ++q->sh->seq;
+    item->owner = ngx_pid;
+    item->lease_until = 0;
+    item->received = ngx_time();
+    item->attempts = 0;
+    item->tokens = tokens;
+    item->size = size;
+    item->line_len = (uint32_t) entry->line.len;
+    item->tenant_len = (uint32_t) entry->tenant.len;
+    item->record_len = (uint8_t) entry->record.len;
+    item->kind = (uint8_t) entry->kind;
+
+    ngx_memzero(&item->journal, sizeof(ngx_graph_notify_jref_t));
+
+    p = ngx_cpymem(item->data, entry->line.data, entry->line.len);
+    p = ngx_cpymem(p, entry->tenant.data, entry->tenant.len);
+    ngx_memcpy(p, entry->record.data, entry->record.len);
+
+    if (tokens) {
+        tokens->refs++;
+    }
+
+    return item;
+}
+
+
+static void
+ngx_graph_notify_queue_free(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_item_t *item)
+{
+    /* called locked; the item is unlinked already */
+
+    if (item->tokens && --item->tokens->refs == 0) {
+        ngx_slab_free_locked(q->shpool, item->tokens);
+    }
+
+    item->seq = 0;
+    ngx_slab_free_locked(q->shpool, item);
+}
+
+
+static ngx_uint_t
+ngx_graph_notify_queue_lane(ngx_graph_notify_item_t *item)
+{
+    return item->kind == NGX_GRAPH_NOTIFY_KIND_CALL_RECORD
+           ? NGX_GRAPH_NOTIFY_LANE_RECORD : NGX_GRAPH_NOTIFY_LANE_WRITE;
+}
+
+
+/*
+ * Intake in two steps: the batch is staged (room checked, memory taken,
+ * sequence numbers given, invisible to the helper), journaled by the
+ * worker, then published to the lanes; or unstaged if the journal could
+ * not take it.  Either the whole batch or nothing.  The first staged item
+ * is returned, the rest follow it in the staged list.
+ */
+
+ngx_graph_notify_item_t *
+ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_entry_t *entries, ngx_uint_t n, ngx_str_t *tokens,
+    ngx_graph_notify_jref_t *jref)
+{
+    size_t                      total;
+    ngx_uint_t                  i;
+    ngx_queue_t                 batch, *qe;
+    ngx_graph_notify_item_t    *item, *first;
+    ngx_graph_notify_tokens_t  *t;
 
     ngx_queue_init(&batch);
     total = 0;
+    t = NULL;
+    first = NULL;
 
     ngx_shmtx_lock(&q->shpool->mutex);
 
-    if (q->sh->count + n > q->max_items) {
+    if (n == 0 || q->sh->count + n > q->max_items) {
         goto full;
     }
 
-    for (i = 0; i < n; i++) {
-        size = offsetof(ngx_graph_notify_item_t, data)
-               + entries[i].line.len + entries[i].tokens.len;
+    if (tokens && tokens->len) {
+        t = ngx_slab_alloc_locked(q->shpool,
+                                  offsetof(ngx_graph_notify_tokens_t, data)
+                                  + tokens->len);
+        if (t == NULL) {
+            goto full;
+        }
 
-        item = ngx_slab_alloc_locked(q->shpool, size);
+        /* the batch's own reference, dropped once its items hold theirs */
+        t->refs = 1;
+        t->len = tokens->len;
+        ngx_memcpy(t->data, tokens->data, tokens->len);
+    }
+
+    for (i = 0; i < n; i++) {
+        item = ngx_graph_notify_queue_alloc(q, &entries[i], t);
 
         if (item == NULL) {
-            /* the whole batch or nothing */
-
             while (!ngx_queue_empty(&batch)) {
                 qe = ngx_queue_head(&batch);
                 ngx_queue_remove(qe);
-                ngx_slab_free_locked(q->shpool, qe);
+                ngx_graph_notify_queue_free(q, ngx_queue_data(qe,
+                                               ngx_graph_notify_item_t,
+                                               queue));
+            }
+
+            if (t) {
+                ngx_slab_free_locked(q->shpool, t);
             }
 
             goto full;
         }
 
-        item->seq = ++q->sh->seq;
-        item->owner = 0;
-        item->lease_until = 0;
-        item->attempts = 0;
-        item->size = size;
-        item->line_len = entries[i].line.len;
-        item->tokens_len = entries[i].tokens.len;
+        if (jref) {
+            item->journal = *jref;
+            item->journal.seq = item->seq;
+        }
 
-        ngx_memcpy(ngx_cpymem(item->data, entries[i].line.data,
-                              entries[i].line.len),
-                   entries[i].tokens.data, entries[i].tokens.len);
+        if (first == NULL) {
+            first = item;
+        }
 
         ngx_queue_insert_tail(&batch, &item->queue);
 
-        total += size;
+        total += item->size;
     }
 
-    if (n) {
-        ngx_queue_add(&q->sh->pending, &batch);
+    if (t) {
+        t->refs--;
+        total += offsetof(ngx_graph_notify_tokens_t, data) + t->len;
     }
+
+    ngx_queue_add(&q->sh->staged, &batch);
 
     q->sh->count += n;
     q->sh->bytes += total;
 
     ngx_shmtx_unlock(&q->shpool->mutex);
 
-    return NGX_OK;
+    return first;
 
 full:
 
     ngx_shmtx_unlock(&q->shpool->mutex);
 
-    return NGX_BUSY;
+    return NULL;
+}
+
+
+void
+ngx_graph_notify_queue_publish(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_item_t *first, ngx_uint_t n)
+{
+    ngx_uint_t                lane;
+    ngx_queue_t              *qe, *next;
+    ngx_graph_notify_item_t  *item;
+
+    ngx_shmtx_lock(&q->shpool->mutex);
+
+    for (qe = &first->queue; n; n--, qe = next) {
+        next = ngx_queue_next(qe);
+        item = ngx_queue_data(qe, ngx_graph_notify_item_t, queue);
+
+        ngx_queue_remove(qe);
+
+        lane = ngx_graph_notify_queue_lane(item);
+        ngx_queue_insert_tail(&q->sh->pending[lane], qe);
+        q->sh->lane_count[lane]++;
+
+        item->owner = 0;
+    }
+
+    ngx_shmtx_unlock(&q->shpool->mutex);
+}
+
+
+void
+ngx_graph_notify_queue_unstage(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_item_t *first, ngx_uint_t n)
+{
+    size_t                    total;
+    ngx_uint_t                k;
+    ngx_queue_t              *qe, *next;
+    ngx_graph_notify_item_t  *item;
+
+    total = 0;
+    k = n;
+
+    ngx_shmtx_lock(&q->shpool->mutex);
+
+    if (first->tokens && first->tokens->refs <= n) {
+        total += offsetof(ngx_graph_notify_tokens_t, data)
+                 + first->tokens->len;
+    }
+
+    for (qe = &first->queue; k; k--, qe = next) {
+        next = ngx_queue_next(qe);
+        item = ngx_queue_data(qe, ngx_graph_notify_item_t, queue);
+
+        ngx_queue_remove(qe);
+        total += item->size;
+        ngx_graph_notify_queue_free(q, item);
+    }
+
+    q->sh->count -= n;
+    q->sh->bytes -= total;
+
+    ngx_shmtx_unlock(&q->shpool->mutex);
 }
 
 
 ngx_int_t
-ngx_graph_notify_queue_take(ngx_graph_notify_queue_t *q, time_t lease,
-    ngx_pool_t *pool, ngx_graph_notify_job_t *job)
+ngx_graph_notify_queue_push(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_entry_t *entries, ngx_uint_t n, ngx_str_t *tokens)
+{
+    ngx_graph_notify_item_t  *first;
+
+    /* without a journal: staged and published at once */
+
+    first = ngx_graph_notify_queue_stage(q, entries, n, tokens, NULL);
+    if (first == NULL) {
+        return NGX_BUSY;
+    }
+
+    ngx_graph_notify_queue_publish(q, first, n);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_graph_notify_queue_requeue(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_entry_t *entry, ngx_str_t *tokens,
+    ngx_graph_notify_jref_t *jref, time_t received)
+{
+    ngx_graph_notify_item_t  *item;
+
+    /* an item recovered from a journal keeps its identity there */
+
+    item = ngx_graph_notify_queue_stage(q, entry, 1, tokens, NULL);
+    if (item == NULL) {
+        return NGX_BUSY;
+    }
+
+    item->journal = *jref;
+    item->received = received;
+
+    ngx_graph_notify_queue_publish(q, item, 1);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_graph_notify_queue_take(ngx_graph_notify_queue_t *q, ngx_uint_t lane,
+    time_t lease, ngx_pool_t *pool, ngx_graph_notify_job_t *job)
 {
     u_char                   *p;
+    size_t                    len;
     ngx_queue_t              *qe;
     ngx_graph_notify_item_t  *item;
 
     ngx_shmtx_lock(&q->shpool->mutex);
 
-    if (ngx_queue_empty(&q->sh->pending)) {
+    if (ngx_queue_empty(&q->sh->pending[lane])) {
         ngx_shmtx_unlock(&q->shpool->mutex);
         return NGX_DECLINED;
     }
 
-    qe = ngx_queue_head(&q->sh->pending);
+    qe = ngx_queue_head(&q->sh->pending[lane]);
     item = ngx_queue_data(qe, ngx_graph_notify_item_t, queue);
 
     /* a private copy: the helper never reads shared memory unlocked */
 
-    p = ngx_pnalloc(pool, item->line_len + item->tokens_len + 1);
+    len = item->line_len + item->tenant_len + item->record_len;
+
+    p = ngx_pnalloc(pool, len + 1);
     if (p == NULL) {
         ngx_shmtx_unlock(&q->shpool->mutex);
         return NGX_ERROR;
     }
 
-    ngx_memcpy(p, item->data, item->line_len + item->tokens_len);
-    p[item->line_len + item->tokens_len] = '\0';
+    ngx_memcpy(p, item->data, len);
+    p[len] = '\0';
 
     ngx_queue_remove(qe);
     ngx_queue_insert_tail(&q->sh->inflight, qe);
+    q->sh->lane_count[lane]--;
 
     item->owner = ngx_pid;
     item->lease_until = ngx_time() + lease;
@@ -181,14 +442,57 @@ ngx_graph_notify_queue_take(ngx_graph_notify_queue_t *q, time_t lease,
 
     job->shm = item;
     job->seq = item->seq;
+    job->kind = item->kind;
+    job->lane = lane;
+    job->received = item->received;
+    job->journal = item->journal;
     job->line.data = p;
     job->line.len = item->line_len;
-    job->tokens.data = p + item->line_len;
-    job->tokens.len = item->tokens_len;
+    job->tenant.data = p + item->line_len;
+    job->tenant.len = item->tenant_len;
+    job->record.data = job->tenant.data + item->tenant_len;
+    job->record.len = item->record_len;
 
     ngx_shmtx_unlock(&q->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_graph_notify_queue_tokens(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_job_t *job, ngx_pool_t *pool, ngx_str_t *tokens)
+{
+    ngx_int_t                 rc;
+    ngx_graph_notify_item_t  *item;
+
+    /* the batch's validationTokens, copied only by whoever needs them */
+
+    ngx_str_null(tokens);
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&q->shpool->mutex);
+
+    item = job->shm;
+
+    if (item->seq != job->seq) {
+        rc = NGX_DECLINED;
+
+    } else if (item->tokens) {
+        tokens->data = ngx_pnalloc(pool, item->tokens->len);
+
+        if (tokens->data == NULL) {
+            rc = NGX_ERROR;
+
+        } else {
+            tokens->len = item->tokens->len;
+            ngx_memcpy(tokens->data, item->tokens->data, tokens->len);
+        }
+    }
+
+    ngx_shmtx_unlock(&q->shpool->mutex);
+
+    return rc;
 }
 
 
@@ -224,8 +528,12 @@ ngx_graph_notify_queue_done(ngx_graph_notify_queue_t *q,
         q->sh->count--;
         q->sh->bytes -= item->size;
 
-        item->seq = 0;
-        ngx_slab_free_locked(q->shpool, item);
+        if (item->tokens && item->tokens->refs == 1) {
+            q->sh->bytes -= offsetof(ngx_graph_notify_tokens_t, data)
+                            + item->tokens->len;
+        }
+
+        ngx_graph_notify_queue_free(q, item);
     }
 
     ngx_shmtx_unlock(&q->shpool->mutex);
@@ -244,7 +552,8 @@ ngx_graph_notify_queue_release(ngx_graph_notify_queue_t *q,
 
     if (item) {
         ngx_queue_remove(&item->queue);
-        ngx_queue_insert_head(&q->sh->pending, &item->queue);
+        ngx_queue_insert_head(&q->sh->pending[job->lane], &item->queue);
+        q->sh->lane_count[job->lane]++;
         item->owner = 0;
     }
 
@@ -282,8 +591,8 @@ ngx_uint_t
 ngx_graph_notify_queue_reclaim(ngx_graph_notify_queue_t *q)
 {
     time_t                    now;
-    ngx_uint_t                n;
-    ngx_queue_t              *qe, *prev;
+    ngx_uint_t                n, lane;
+    ngx_queue_t              *qe, *prev, *next;
     ngx_graph_notify_item_t  *item;
 
     now = ngx_time();
@@ -311,10 +620,43 @@ ngx_graph_notify_queue_reclaim(ngx_graph_notify_queue_t *q)
             continue;
         }
 
+        lane = ngx_graph_notify_queue_lane(item);
+
         ngx_queue_remove(qe);
-        ngx_queue_insert_head(&q->sh->pending, qe);
+        ngx_queue_insert_head(&q->sh->pending[lane], qe);
+        q->sh->lane_count[lane]++;
         item->owner = 0;
         n++;
+    }
+
+    /*
+     * Staged items of a worker that died between staging and publishing:
+     * never answered 202, so Graph delivers them again; their memory
+     * comes back.
+     */
+
+    for (qe = ngx_queue_head(&q->sh->staged);
+         qe != ngx_queue_sentinel(&q->sh->staged);
+         qe = next)
+    {
+        next = ngx_queue_next(qe);
+        item = ngx_queue_data(qe, ngx_graph_notify_item_t, queue);
+
+        if (kill(item->owner, 0) == 0 || ngx_errno != NGX_ESRCH) {
+            continue;
+        }
+
+        ngx_queue_remove(qe);
+
+        q->sh->count--;
+        q->sh->bytes -= item->size;
+
+        if (item->tokens && item->tokens->refs == 1) {
+            q->sh->bytes -= offsetof(ngx_graph_notify_tokens_t, data)
+                            + item->tokens->len;
+        }
+
+        ngx_graph_notify_queue_free(q, item);
     }
 
     ngx_shmtx_unlock(&q->shpool->mutex);
