@@ -35,8 +35,8 @@ __DATA__
     graph_notify_path graph_notify_temp;
     graph_notify_output logs/graph_notify.ndjson;
     graph_notify_decryption_key custom-id-for-testing
-        $TEST_NGINX_VECTORS/graph-sdk-rich-notification/cert.pem
-        $TEST_NGINX_VECTORS/graph-sdk-rich-notification/key.pem;
+        $TEST_NGINX_TOP/t/data/graph-sdk-rich-notification/cert.pem
+        $TEST_NGINX_TOP/t/data/graph-sdk-rich-notification/key.pem;
 --- request eval
 "POST /graph/notify\n" . GraphNotify::json_encode({
     value => [{

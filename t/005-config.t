@@ -3,9 +3,85 @@
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use GraphNotify;
+use HTTP::Tiny;
+use IO::Socket::INET;
 
 no_shuffle();
 run_tests();
+
+# With no graph_notify_path or graph_notify_output, the helper's directory
+# and the output go beside the body temp path and the access log compiled
+# into NGINX (/var/lib/nginx, /var/log/nginx on Debian).  To use those
+# defaults without writing there, a second NGINX runs in a private mount
+# namespace where the two directories are the server root's own (its
+# *_temp folder, which the runner removes with the others).
+sub default_dirs_check {
+    my $nginx = $ENV{TEST_NGINX_BINARY};
+    my $v = `$nginx -V 2>&1`;
+    my ($log) = $v =~ /--http-log-path=(\S+)/;
+    my ($body) = $v =~ /--http-client-body-temp-path=(\S+)/;
+    my ($logdir) = ($log // '') =~ m{^(/.*)/[^/]+$};
+    my ($libdir) = ($body // '') =~ m{^(/.*)/[^/]+$};
+
+    SKIP: {
+        skip("needs root, unshare --mount and absolute compiled-in paths", 4)
+            unless $> == 0 && $logdir && $libdir && -d $logdir && -d $libdir
+                   && system('unshare --mount --propagation private true '
+                             . '>/dev/null 2>&1') == 0;
+
+        my $root = GraphNotify::servroot() . "/defaults_temp";
+        mkdir $_ for $root, "$root/logs", "$root/log", "$root/lib";
+        my $port = do {
+            my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                          LocalPort => 0, Listen => 1)
+                or die "no free port: $!";
+            $s->sockport;
+        };
+        open my $fh, '>', "$root/nginx.conf" or die $!;
+        print $fh <<"END";
+load_module $ENV{TEST_NGINX_LOAD_MODULES};
+user root;
+worker_processes 1;
+pid $root/logs/nginx.pid;
+error_log $root/logs/error.log info;
+events { worker_connections 64; }
+http {
+    graph_notify_client_state secret-1;
+    server {
+        listen 127.0.0.1:$port;
+        location = /graph/notify { graph_notify; }
+    }
+}
+END
+        close $fh;
+
+        my $rc = system('unshare', '--mount', '--propagation', 'private',
+            'sh', '-c', 'mount --bind "$1" "$2" && mount --bind "$3" "$4" '
+                        . '&& exec "$5" -p "$6" -c "$6/nginx.conf"',
+            'sh', "$root/log", $logdir, "$root/lib", $libdir, $nginx,
+            "$root/");
+        is($rc, 0, "nginx starts with the default paths");
+
+        my $res = HTTP::Tiny->new(timeout => 10 * valgrind_factor())->post(
+            "http://127.0.0.1:$port/graph/notify",
+            { content => GraphNotify::basic_body(),
+              headers => { 'Content-Type' => 'application/json' } });
+        is($res->{status}, 202, "a notification is accepted");
+
+        my $out = "$root/log/graph_notify.ndjson";
+        ok(wait_for(sub { my $s = read_file($out); $s && $s =~ /\n/ }),
+           "the item is written to graph_notify.ndjson beside the access log");
+        ok(-d "$root/lib/graph_notify",
+           "the helper's directory graph_notify is beside the body temp path");
+
+        my $pid = read_file("$root/logs/nginx.pid");
+        if ($pid && $pid =~ /(\d+)/) {
+            $pid = $1;
+            kill 'QUIT', $pid;
+            wait_for(sub { !kill 0, $pid }, 10);
+        }
+    }
+}
 
 __DATA__
 
@@ -160,8 +236,10 @@ qr/\[warn\] .*no graph_notify_client_state for this location: anyone who knows t
 
 
 
-=== TEST 15: the defaults: no zone, path or output set, yet it works
+=== TEST 15: the default zone: no zone set, yet it works
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_client_state secret-1;
 --- config
     location = /graph/notify { graph_notify; }
@@ -173,6 +251,15 @@ qr/\[warn\] .*no graph_notify_client_state for this location: anyone who knows t
 my $st = status();
 is($st->{queue}{zoneSize}, 16 * 1024 * 1024, "16m zone by default");
 is($st->{queue}{maxItems}, 100000, "100 000 items by default");
+is(scalar(wait_lines(1)), 1, "the item is written");
+
+
+
+=== TEST 18: the default output and helper directory, without writing there
+--- request
+GET /
+--- post_check
+main::default_dirs_check();
 
 
 

@@ -83,17 +83,10 @@ def stub_graph(work, nginx):
     stub = f"{work}/stub"
     os.makedirs(f"{stub}/logs")
     os.makedirs(f"{stub}/html")
-    record = None
-    shared = os.path.join(os.path.dirname(TOP), "shared", "testvectors",
-                          "graph-docs-examples",
-                          "callrecord-get-expand-sessions-segments.json")
-    if os.path.exists(shared):
-        with open(shared) as f:
-            record = json.load(f)
-        record.pop("sessions@odata.nextLink", None)
-    else:
-        record = {"id": "x", "version": 1, "type": "peerToPeer",
-                  "sessions": [{"id": "s", "segments": [{"id": "g"}]}]}
+    with open(os.path.join(TOP, "t", "data", "graph-docs-examples",
+                           "callrecord-get-expand-sessions-segments.json")) as f:
+        record = json.load(f)
+    record.pop("sessions@odata.nextLink", None)
     with open(f"{stub}/html/record.json", "w") as f:
         json.dump(record, f)
     port = free_port()

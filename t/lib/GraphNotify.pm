@@ -143,7 +143,7 @@ sub reload_nginx {
 
 sub vector {
     my ($name) = @_;
-    my $s = read_file("$ENV{TEST_NGINX_VECTORS}/$name");
+    my $s = read_file(data_file($name));
     die "missing test vector $name\n" unless defined $s;
     return $s;
 }
