@@ -124,7 +124,8 @@ qr/graph_notify: request body is not JSON: maximum parsing depth reached/
       resourceData => { id => "deep", x => (eval { my $v = 1; $v = [$v] for 1 .. 500; $v }) } } ] })
 --- error_code: 202
 --- post_check
-my $s = read_file(output_file());
+wait_lines(1);
+my $s = read_file(output_file()) // '';
 is(($s =~ tr/[//), 500, "500 levels written");
 is(log_count(qr/graph_notify: .*answered 400/), 0, "not refused");
 

@@ -92,10 +92,13 @@ is(status()->{items}{written}, 3, "counters survived too");
 --- error_code: 202
 --- post_check
 wait_lines(1);
+my $helper = helper_pid();
 rename output_file(), output_file() . ".1" or die $!;
 kill 'USR1', nginx_pid();
-my $end = time + 5;
-sleep 0.1 while !-e output_file() && time < $end;
+# the master opens the new file, then each process reopens on its own:
+# wait for the helper, the one that writes
+ok(wait_for(sub { log_count(qr/ $helper#\d+: reopening logs/) }, 10),
+   "the helper reopened its files");
 is(GraphNotify::http_post("/graph/notify",
    GraphNotify::basic_body(GraphNotify::basic_item(record => "r2")))->{status}, 202, "accepted");
 my @l = wait_lines(1);
