@@ -354,8 +354,16 @@ our $CONFIG = <<'END';
     location = /graph/status { graph_notify_status; }
 END
 
+# t/compat fails a block with a section it does not know: post_check is ours.
+Test::Nginx::Socket::register_sections('post_check')
+    if defined &Test::Nginx::Socket::register_sections;
+
 Test::Nginx::Socket::add_block_preprocessor(sub {
     my ($block) = @_;
+
+    # no response, so no post_check: it would pass without running
+    Test::More::fail($block->name . " - post_check is never run with must_die")
+        if defined $block->post_check && defined $block->must_die;
 
     $block->set_value('http_config', $HTTP_CONFIG)
         unless defined $block->http_config;
@@ -374,9 +382,15 @@ Test::Nginx::Socket::add_response_body_check(sub {
     my $n = ref($req) eq 'ARRAY' ? scalar(@$req) : 1;
     return unless $req_idx == $n - 1;
 
-    package main;
-    no strict;
-    eval "use GraphNotify; $code; 1" or die "post_check: $@";
+    my $before = Test::More->builder->current_test;
+    {
+        package main;
+        no strict;
+        eval "use GraphNotify; $code; 1" or die "post_check: $@";
+    }
+    # a post_check that asserted nothing would pass without checking
+    Test::More::fail($block->name . " - post_check made no assertion")
+        if Test::More->builder->current_test == $before;
 });
 
 1;

@@ -69,6 +69,24 @@ $ENV{TEST_NGINX_HTML_DIR}    = $HtmlDir;
 
 our (@BlockPreprocessors, @ResponseBodyChecks, @CleanupHandlers, @EnvToNginx);
 
+# The sections this runner implements; a block with any other fails rather
+# than pass without checking what it asks for.
+our %KnownSections = map { $_ => 1 } qw(
+    ONLY LAST SKIP config http_config main_config post_main_config
+    server_name user_files must_die init log_level request raw_request
+    raw_request_middle_delay more_headers timeout wait ignore_response abort
+    error_code error_code_like response_headers response_headers_like
+    response_body response_body_like response_body_unlike error_log
+    no_error_log grep_error_log grep_error_log_out shutdown_error_log
+    no_shutdown_error_log
+);
+
+# Sections that make the whole block one skipped test, and the stap ones,
+# which count one skipped test as without TEST_NGINX_USE_STAP.
+my @SkippedSections = qw(pipelined_requests http2 tcp_listen udp_listen);
+my %StapSections = map { $_ => 1 } qw(stap stap_out stap_out_like
+                                      stap_out_unlike);
+
 my $ChildPid;            # nginx running in the foreground under valgrind
 my $ErrLogPos = 0;       # part of error.log already given to the checks
 my $StderrUnread = 0;    # start-up stderr not yet given to the checks
@@ -99,6 +117,10 @@ sub html_dir ()              { $HtmlDir }
 sub add_block_preprocessor (&) { unshift @BlockPreprocessors, shift }
 sub add_response_body_check ($) { push @ResponseBodyChecks, shift }
 sub add_cleanup_handler ($)  { unshift @CleanupHandlers, shift }
+
+# Sections that the .t files' own helpers implement (a block preprocessor or
+# a response body check reads them), so that a block using them is run.
+sub register_sections { $KnownSections{$_} = 1 for @_ }
 
 sub env_to_nginx {
     for my $v (@_) {
@@ -147,9 +169,16 @@ sub run_block {
     my $block = shift;
     my $name = $block->name;
     return if defined $block->SKIP;
-    for my $sec (qw(pipelined_requests http2 tcp_listen udp_listen)) {
-        next unless defined $block->$sec;
+    for my $sec (@SkippedSections) {
+        next unless defined $block->{$sec};
         SKIP: { skip("$name - --- $sec is not supported by this runner", 1) }
+        return;
+    }
+    my @unknown = grep { !$KnownSections{$_} && !$StapSections{$_} }
+                  @{ $block->{_section_order}[0] || [] };
+    if (@unknown) {
+        Test::More::fail("$name - this runner does not implement the section(s) "
+                         . join(', ', map { "--- $_" } @unknown));
         return;
     }
 
@@ -654,7 +683,7 @@ sub run_requests {
         check_error_log($block, $rep);
     }
     sleep $wait if $wait;
-    if (defined $block->stap) {
+    if (grep { defined $block->{$_} } keys %StapSections) {
         SKIP: { skip("$name - stap_out - tests skipped due to env "
                      . "TEST_NGINX_USE_STAP is not set", 1) }
     }
