@@ -64,8 +64,28 @@ typedef enum {
     NGX_GRAPH_NOTIFY_RECORD_REJECTED,
     NGX_GRAPH_NOTIFY_RECORD_INVALID,
     NGX_GRAPH_NOTIFY_RECORD_EXPIRED,
+    NGX_GRAPH_NOTIFY_RECORD_TENANT,
+    NGX_GRAPH_NOTIFY_RECORD_TENANTS,
     NGX_GRAPH_NOTIFY_RECORD_N
 } ngx_graph_notify_record_drop_e;
+
+/* what the status page shows of a tenant of the Graph client */
+typedef enum {
+    NGX_GRAPH_NOTIFY_TENANT_OK = 0,
+    NGX_GRAPH_NOTIFY_TENANT_NO_TOKEN,
+    NGX_GRAPH_NOTIFY_TENANT_PAUSED
+} ngx_graph_notify_tenant_state_e;
+
+#define NGX_GRAPH_NOTIFY_TENANT_VIEWS     8
+
+
+typedef struct {
+    u_char                      id[40];
+    ngx_uint_t                  state;
+    ngx_uint_t                  records;
+    ngx_uint_t                  backlog;
+} ngx_graph_notify_tenant_view_t;
+
 
 /* reasons from UNKNOWN_KEY on are failures to decrypt a rich item */
 #define NGX_GRAPH_NOTIFY_DROP_CRYPTO      NGX_GRAPH_NOTIFY_DROP_UNKNOWN_KEY
@@ -122,6 +142,19 @@ typedef struct {
     ngx_atomic_t                records_waiting;
     ngx_atomic_t                requests_running;
     ngx_atomic_t                tenant_pauses;
+    ngx_atomic_t                records_stale;
+    ngx_atomic_t                records_backlog;
+
+    /* why the Graph client is not running, if it is not */
+    ngx_atomic_t                graph_failing;
+    u_char                      graph_error[120];
+
+    /* tenants of the Graph client; those not OK, or the busiest, shown */
+    ngx_atomic_t                tenants;
+    ngx_atomic_t                tenants_no_token;
+    ngx_atomic_t                tenants_paused;
+    ngx_uint_t                  tenant_views;
+    ngx_graph_notify_tenant_view_t  tenant_view[NGX_GRAPH_NOTIFY_TENANT_VIEWS];
 } ngx_graph_notify_stats_t;
 
 
@@ -277,6 +310,7 @@ typedef struct {
     ngx_uint_t                  concurrency;
     ngx_uint_t                  rate;
     time_t                      record_horizon;
+    ngx_uint_t                  max_tenants;
 
     /* where "graph_notify" was first used, for configuration errors */
     ngx_str_t                   used_file;
@@ -341,6 +375,9 @@ void ngx_graph_notify_queue_done(ngx_graph_notify_queue_t *q,
     ngx_graph_notify_job_t *job);
 void ngx_graph_notify_queue_release(ngx_graph_notify_queue_t *q,
     ngx_graph_notify_job_t *job);
+ngx_int_t ngx_graph_notify_queue_read(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_job_t *job, ngx_pool_t *pool);
+uint64_t ngx_graph_notify_queue_last_seq(ngx_graph_notify_queue_t *q);
 void ngx_graph_notify_queue_renew(ngx_graph_notify_queue_t *q,
     time_t lease);
 ngx_uint_t ngx_graph_notify_queue_reclaim(ngx_graph_notify_queue_t *q);
@@ -403,6 +440,7 @@ ngx_int_t ngx_graph_notify_token_init(ngx_cycle_t *cycle,
 ngx_int_t ngx_graph_notify_token_get(ngx_str_t *tenant, ngx_str_t *bearer);
 void ngx_graph_notify_token_invalidate(ngx_str_t *tenant,
     ngx_str_t *bearer);
+void ngx_graph_notify_token_forget(ngx_str_t *tenant);
 
 /* ngx_graph_notify_index.c: call-record versions written */
 
@@ -411,7 +449,7 @@ typedef struct {
     ngx_queue_t                 by_time;
     int64_t                     version;
     time_t                      written;
-    uint64_t                    fetched;
+    uint64_t                    answered;      /* queue seq, see graph.c */
     void                       *active;
 } ngx_graph_notify_index_node_t;
 

@@ -20,10 +20,34 @@
  * Retry-After), capped in number, and spaced per record, after Graph's
  * throttling limits for call records: 1,500 requests per 20 s per app and
  * tenant, 40 per 20 s per record.
+ *
+ * No tenant stalls the others.  The helper takes every call-record item
+ * off the queue and keeps a small reference to it (the item itself stays
+ * in the zone, owned and leased by the helper); a tenant works on a
+ * bounded number of records at once (fewer while it has no token or is
+ * paused) and keeps the rest of its items, still as references, in a
+ * backlog of its own, read back from the zone when their turn comes.  So
+ * a tenant that cannot get a token holds only its own items, and the
+ * helper never stops taking other items because of it.  Every waiting
+ * item is dropped at the record horizon, whatever it waits for.
  */
 
 
-#define NGX_GRAPH_NOTIFY_HELD_MAX        4096
+/* items held in all, references included; the zone bounds them anyway */
+#define NGX_GRAPH_NOTIFY_HELD_MAX        262144
+/* records a tenant works on at once; while it has no token or is paused */
+#define NGX_GRAPH_NOTIFY_TENANT_RECORDS  64
+#define NGX_GRAPH_NOTIFY_STUCK_RECORDS   4
+/* backlog items read back per tenant and turn of the loop */
+#define NGX_GRAPH_NOTIFY_PROMOTE         64
+/* fetches again after "updated" that return a version written already */
+#define NGX_GRAPH_NOTIFY_STALE_MAX       2
+/* a tenant without work is forgotten after this long, seconds */
+#define NGX_GRAPH_NOTIFY_TENANT_IDLE     600
+/* seconds between two log lines of drops for the same reason */
+#define NGX_GRAPH_NOTIFY_DROP_LOG        60
+#define NGX_GRAPH_NOTIFY_START_MIN       1000
+#define NGX_GRAPH_NOTIFY_START_MAX       60000
 #define NGX_GRAPH_NOTIFY_RECORD_SPACING  500
 #define NGX_GRAPH_NOTIFY_BACKOFF_MIN     1000
 #define NGX_GRAPH_NOTIFY_BACKOFF_MAX     (5 * 60 * 1000)
@@ -44,11 +68,17 @@ typedef struct {
     ngx_str_node_t                  sn;
     ngx_queue_t                     link;
     ngx_queue_t                     ready;
+    ngx_queue_t                     backlog;      /* oldest first */
+    ngx_uint_t                      backlogged;
+    ngx_uint_t                      records;
+    ngx_uint_t                      running;
     ngx_msec_t                      paused_until;
     ngx_uint_t                      paused;
     ngx_uint_t                      throttles;
     ngx_msec_t                      refilled;
     ngx_uint_t                      budget;
+    time_t                          active;
+    unsigned                        no_token:1;
 } ngx_graph_notify_tenant_t;
 
 
@@ -63,6 +93,7 @@ typedef struct {
     ngx_pool_t                     *pool;
     ngx_graph_notify_http_t        *req;
     json_t                         *record;
+    json_t                         *item;         /* newest notification */
     ngx_str_t                       line;
     int64_t                         version;
     ngx_uint_t                      answers;
@@ -73,18 +104,28 @@ typedef struct {
     ngx_uint_t                      unauthorized;
     ngx_uint_t                      pages;
     ngx_uint_t                      last_status;
+    ngx_uint_t                      stale;
     time_t                          first_seen;
     ngx_msec_t                      not_before;
-    uint64_t                        fetch_started;
+    uint64_t                        fetch_seq;
 } ngx_graph_notify_record_t;
 
 
+/* a call-record item held: a reference to the queued item, no copy */
 typedef struct {
     ngx_queue_t                     queue;
-    ngx_pool_t                     *pool;
     ngx_graph_notify_job_t          job;
-    json_t                         *item;
+    time_t                          received;
+    unsigned                        created:1;
+    unsigned                        updated:1;
 } ngx_graph_notify_rjob_t;
+
+
+typedef struct {
+    ngx_uint_t                      records;
+    ngx_uint_t                      items;
+    time_t                          logged;
+} ngx_graph_notify_drop_log_t;
 
 
 typedef struct {
@@ -96,6 +137,10 @@ typedef struct {
     ngx_rbtree_t                    tenant_tree;
     ngx_rbtree_node_t               tenant_sentinel;
     ngx_queue_t                     tenants;
+    ngx_uint_t                      ntenants;
+    ngx_uint_t                      max_tenants;
+    ngx_uint_t                      tenant_running;
+    time_t                          tenants_full_logged;
 
     ngx_queue_t                     all;
     ngx_queue_t                     writing;
@@ -103,8 +148,18 @@ typedef struct {
     ngx_uint_t                      held;
     ngx_uint_t                      records;
     ngx_uint_t                      waiting;
+    ngx_uint_t                      backlog;
 
     time_t                          maintained;
+    time_t                          swept;
+
+    /* the client starts once its parts do; retried until then */
+    ngx_cycle_t                    *cycle;
+    ngx_uint_t                      started;
+    ngx_msec_t                      start_delay;
+    ngx_event_t                     start;
+
+    ngx_graph_notify_drop_log_t     drops[NGX_GRAPH_NOTIFY_RECORD_N];
 
     ngx_event_t                     pump;
     ngx_event_t                     flush;
@@ -112,8 +167,29 @@ typedef struct {
 } ngx_graph_notify_graph_t;
 
 
+static void ngx_graph_notify_graph_start(ngx_graph_notify_graph_t *g);
+static void ngx_graph_notify_graph_start_handler(ngx_event_t *ev);
+static ngx_int_t ngx_graph_notify_graph_route(ngx_graph_notify_rjob_t *rj,
+    ngx_graph_notify_job_t *job, ngx_uint_t promoted);
+static void ngx_graph_notify_graph_backlog(ngx_graph_notify_tenant_t *t,
+    ngx_graph_notify_rjob_t *rj, ngx_uint_t head);
+static void ngx_graph_notify_graph_promote(ngx_graph_notify_tenant_t *t);
+static ngx_uint_t ngx_graph_notify_graph_tenant_cap(
+    ngx_graph_notify_tenant_t *t);
+static ngx_uint_t ngx_graph_notify_graph_tenant_valid(ngx_str_t *id);
 static ngx_graph_notify_tenant_t *ngx_graph_notify_graph_tenant(
-    ngx_str_t *id);
+    ngx_str_t *id, ngx_uint_t *full);
+static void ngx_graph_notify_graph_tenant_free(ngx_graph_notify_tenant_t *t,
+    ngx_uint_t forget);
+static void ngx_graph_notify_graph_drop_item(ngx_graph_notify_rjob_t *rj,
+    ngx_str_t *id, ngx_graph_notify_record_drop_e reason, const char *what);
+static void ngx_graph_notify_graph_drop_log(
+    ngx_graph_notify_record_drop_e reason, ngx_str_t *id, ngx_uint_t n,
+    const char *what, ngx_uint_t status, time_t age);
+static void ngx_graph_notify_graph_drop_summary(
+    ngx_graph_notify_record_drop_e reason, time_t now);
+static void ngx_graph_notify_graph_sweep(ngx_graph_notify_graph_t *g);
+static void ngx_graph_notify_graph_publish(ngx_graph_notify_graph_t *g);
 static ngx_graph_notify_record_t *ngx_graph_notify_graph_record(
     ngx_graph_notify_index_node_t *node, ngx_graph_notify_tenant_t *tenant);
 static void ngx_graph_notify_graph_free_record(
@@ -145,10 +221,8 @@ static void ngx_graph_notify_graph_timer(ngx_event_t *ev);
 static void ngx_graph_notify_graph_enqueue(ngx_graph_notify_record_t *rec,
     ngx_uint_t head);
 static ngx_msec_t ngx_graph_notify_graph_backoff(ngx_uint_t attempts);
-static uint64_t ngx_graph_notify_graph_now(void);
 static void ngx_graph_notify_graph_answered(ngx_graph_notify_answer_e answer);
 static void ngx_graph_notify_graph_gauges(void);
-static void ngx_graph_notify_graph_json_cleanup(void *data);
 static void ngx_graph_notify_graph_cleanup(void *data);
 
 
@@ -167,7 +241,9 @@ ngx_str_t  ngx_graph_notify_record_drop_names[] = {
     ngx_string("not_found"),
     ngx_string("rejected"),
     ngx_string("invalid"),
-    ngx_string("expired")
+    ngx_string("expired"),
+    ngx_string("tenant"),
+    ngx_string("tenants")
 };
 
 
@@ -190,12 +266,22 @@ ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
     g->queue = gmcf->shm_zone->data;
     g->stats = &g->queue->sh->stats;
     g->log = cycle->log;
+    g->cycle = cycle;
+    g->max_tenants = gmcf->max_tenants;
 
     ngx_rbtree_init(&g->tenant_tree, &g->tenant_sentinel,
                     ngx_str_rbtree_insert_value);
     ngx_queue_init(&g->tenants);
     ngx_queue_init(&g->all);
     ngx_queue_init(&g->writing);
+
+    /* a tenant leaves a quarter of the requests to the others */
+
+    g->tenant_running = gmcf->concurrency - gmcf->concurrency / 4;
+
+    if (g->tenant_running == 0) {
+        g->tenant_running = 1;
+    }
 
     g->dummy.fd = (ngx_socket_t) -1;
 
@@ -209,18 +295,10 @@ ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
     g->flush.log = g->log;
     g->flush.cancelable = 1;
 
-    if (ngx_graph_notify_http_init(cycle, gmcf) != NGX_OK
-        || ngx_graph_notify_token_init(cycle, gmcf,
-                                       ngx_graph_notify_graph_ready, g)
-           != NGX_OK
-        || ngx_graph_notify_index_open(cycle, &gmcf->path->name) != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ALERT, g->log, 0,
-                      "graph_notify: the Graph client could not start, "
-                      "call-record notifications are written as they "
-                      "arrive");
-        return NGX_ERROR;
-    }
+    g->start.handler = ngx_graph_notify_graph_start_handler;
+    g->start.data = &g->dummy;
+    g->start.log = g->log;
+    g->start.cancelable = 1;
 
     cln = ngx_pool_cleanup_add(cycle->pool, 0);
     if (cln == NULL) {
@@ -234,12 +312,92 @@ ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
     g->stats->graph_enabled = 1;
     g->maintained = ngx_time();
 
+    ngx_graph_notify_graph_start(g);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_graph_start(ngx_graph_notify_graph_t *g)
+{
+    u_char      *p;
+    const char  *what;
+
+    /*
+     * Fail closed: until every part runs, call-record items stay queued
+     * (held by reference in their tenants' backlogs), never written as
+     * they came; the start is retried with growing delays.
+     */
+
+    what = NULL;
+
+    if (ngx_graph_notify_http_init(g->cycle, g->gmcf) != NGX_OK) {
+        what = "the HTTP client could not start";
+
+    } else if (ngx_graph_notify_token_init(g->cycle, g->gmcf,
+                                           ngx_graph_notify_graph_ready, g)
+               != NGX_OK)
+    {
+        what = "the token client could not start";
+
+    } else if (ngx_graph_notify_index_open(g->cycle, &g->gmcf->path->name)
+               != NGX_OK)
+    {
+        what = "the index of call records could not be opened";
+    }
+
+    if (what) {
+        g->start_delay = g->start_delay
+                         ? ngx_min(g->start_delay * 2,
+                                   NGX_GRAPH_NOTIFY_START_MAX)
+                         : NGX_GRAPH_NOTIFY_START_MIN;
+
+        ngx_shmtx_lock(&g->queue->shpool->mutex);
+        p = ngx_snprintf(g->stats->graph_error,
+                         sizeof(g->stats->graph_error) - 1, "%s", what);
+        *p = '\0';
+        ngx_shmtx_unlock(&g->queue->shpool->mutex);
+
+        g->stats->graph_failing = 1;
+
+        ngx_log_error(NGX_LOG_ALERT, g->log, 0,
+                      "graph_notify: the Graph client could not start: %s; "
+                      "call-record notifications stay queued, next attempt "
+                      "in %M ms", what, g->start_delay);
+
+        ngx_add_timer(&g->start, g->start_delay);
+        return;
+    }
+
+    if (g->started == 0 && g->start_delay) {
+        ngx_log_error(NGX_LOG_NOTICE, g->log, 0,
+                      "graph_notify: the Graph client started");
+    }
+
+    g->started = 1;
+    g->start_delay = 0;
+    g->stats->graph_failing = 0;
+
     ngx_log_error(NGX_LOG_NOTICE, g->log, 0,
                   "graph_notify: fetching call records from %V, "
                   "%ui request(s) at once, %ui per second and tenant",
-                  &gmcf->graph_url, gmcf->concurrency, gmcf->rate);
+                  &g->gmcf->graph_url, g->gmcf->concurrency, g->gmcf->rate);
 
-    return NGX_OK;
+    /* what waited meanwhile */
+
+    if (!g->pump.posted) {
+        ngx_post_event(&g->pump, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_graph_notify_graph_start_handler(ngx_event_t *ev)
+{
+    if (ngx_graph_notify_graph && !ngx_exiting && !ngx_quit) {
+        ngx_graph_notify_graph_start(ngx_graph_notify_graph);
+    }
 }
 
 
@@ -259,16 +417,9 @@ ngx_graph_notify_graph_busy(void)
 ngx_int_t
 ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
 {
-    json_t                         *item, *change;
-    uint64_t                        received;
-    ngx_str_t                       id, tenant;
-    ngx_pool_t                     *pool;
-    ngx_pool_cleanup_t             *cln;
-    ngx_graph_notify_graph_t       *g;
-    ngx_graph_notify_rjob_t        *rj;
-    ngx_graph_notify_tenant_t      *t;
-    ngx_graph_notify_record_t      *rec;
-    ngx_graph_notify_index_node_t  *node;
+    ngx_int_t                  rc;
+    ngx_graph_notify_graph_t  *g;
+    ngx_graph_notify_rjob_t   *rj;
 
     g = ngx_graph_notify_graph;
 
@@ -278,100 +429,142 @@ ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
         return NGX_DECLINED;
     }
 
-    /* the line is parsed still: the output line is built from it */
-
-    item = json_loadb((char *) job->line.data, job->line.len, 0, NULL);
-
-    if (item == NULL) {
-        return NGX_DECLINED;
-    }
-
-    id = job->record;
-    tenant = job->tenant;
-
-    pool = ngx_create_pool(1024, g->log);
-    if (pool == NULL) {
-        json_decref(item);
-        return NGX_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(pool, 0);
-    if (cln == NULL) {
-        json_decref(item);
-        ngx_destroy_pool(pool);
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_graph_notify_graph_json_cleanup;
-    cln->data = item;
-
-    rj = ngx_pcalloc(pool, sizeof(ngx_graph_notify_rjob_t));
+    rj = ngx_alloc(sizeof(ngx_graph_notify_rjob_t), g->log);
     if (rj == NULL) {
-        ngx_destroy_pool(pool);
         return NGX_ERROR;
     }
 
-    /* the job keeps the parsed item; its pool frees it */
-
+    ngx_memzero(rj, sizeof(ngx_graph_notify_rjob_t));
     ngx_queue_init(&rj->queue);
 
-    rj->pool = pool;
-    rj->item = item;
+    /* a reference: the copy taken lives in the caller's pool */
+
     rj->job = *job;
-
-    /* the taken copy lives in the caller's pool: the job keeps its own */
-
     ngx_str_null(&rj->job.line);
+    ngx_str_null(&rj->job.tenant);
+    ngx_str_null(&rj->job.record);
 
-    rj->job.tenant.data = ngx_pstrdup(pool, &job->tenant);
-    rj->job.record.data = ngx_pstrdup(pool, &job->record);
-
-    if (rj->job.tenant.data == NULL || rj->job.record.data == NULL) {
-        ngx_destroy_pool(pool);
-        return NGX_ERROR;
-    }
-
-    node = ngx_graph_notify_index_get(&id);
-    t = ngx_graph_notify_graph_tenant(&tenant);
-
-    if (node == NULL || t == NULL) {
-        if (node) {
-            ngx_graph_notify_index_release(node);
-        }
-
-        ngx_destroy_pool(pool);
-        return NGX_ERROR;
-    }
+    rj->received = job->received ? job->received : ngx_time();
 
     g->held++;
 
+    rc = ngx_graph_notify_graph_route(rj, job, 0);
+
+    if (rc == NGX_ERROR) {
+        /* the caller puts the item back */
+        g->held--;
+        ngx_free(rj);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_graph_notify_graph_route(ngx_graph_notify_rjob_t *rj,
+    ngx_graph_notify_job_t *job, ngx_uint_t promoted)
+{
+    json_t                         *item;
+    ngx_uint_t                      full;
+    const char                     *change;
+    ngx_graph_notify_graph_t       *g;
+    ngx_graph_notify_tenant_t      *t;
+    ngx_graph_notify_record_t      *rec;
+    ngx_graph_notify_index_node_t  *node;
+
+    g = ngx_graph_notify_graph;
+
+    /* Graph's tenant ids are GUIDs: anything else never gets a token */
+
+    if (!ngx_graph_notify_graph_tenant_valid(&job->tenant)) {
+        ngx_graph_notify_graph_drop_item(rj, &job->record,
+                                         NGX_GRAPH_NOTIFY_RECORD_TENANT,
+                                         "invalid tenant id");
+        return NGX_OK;
+    }
+
+    t = ngx_graph_notify_graph_tenant(&job->tenant, &full);
+
+    if (t == NULL) {
+        if (!full) {
+            return NGX_ERROR;
+        }
+
+        ngx_graph_notify_graph_drop_item(rj, &job->record,
+                                         NGX_GRAPH_NOTIFY_RECORD_TENANTS,
+                                         "more tenants than "
+                                         "graph_notify_max_tenants");
+        return NGX_OK;
+    }
+
+    t->active = ngx_time();
+
+    if (!g->started) {
+        ngx_graph_notify_graph_backlog(t, rj, promoted);
+        return NGX_OK;
+    }
+
+    node = ngx_graph_notify_index_get(&job->record);
+    if (node == NULL) {
+        return NGX_ERROR;
+    }
+
     /*
-     * Answered already: "created" once any version is written, and any
-     * notification that arrived before a fetch that has since completed.
+     * Answered already: any item queued before a fetch that has since
+     * completed began (queue sequence numbers, not clocks, tell).
      */
 
     ngx_graph_notify_index_sync();
 
-    change = json_object_get(item, "changeType");
-    received = ngx_graph_notify_parse_timestamp(
-                   json_string_value(json_object_get(item, "receivedAt")));
-
-    if ((node->version > 0
-         && ngx_strcmp(json_string_value(change), "created") == 0)
-        || (received && received < node->fetched))
-    {
-        ngx_graph_notify_stat_inc(g->queue, records_coalesced);
+    if (rj->job.seq <= node->answered) {
+        ngx_graph_notify_index_release(node);
         ngx_graph_notify_graph_finish_job(rj, 1);
+        ngx_graph_notify_stat_inc(g->queue, records_coalesced);
         return NGX_OK;
     }
 
     rec = node->active;
 
+    if (rec == NULL
+        && ((!promoted && !ngx_queue_empty(&t->backlog))
+            || t->records >= ngx_graph_notify_graph_tenant_cap(t)))
+    {
+        /* the tenant has enough under way: a reference waits */
+        ngx_graph_notify_index_release(node);
+        ngx_graph_notify_graph_backlog(t, rj, promoted);
+        return NGX_OK;
+    }
+
+    /* the line is parsed only now: the output line is built from it */
+
+    item = json_loadb((char *) job->line.data, job->line.len, 0, NULL);
+
+    if (item == NULL) {
+        ngx_graph_notify_index_release(node);
+        return NGX_ERROR;
+    }
+
+    change = json_string_value(json_object_get(item, "changeType"));
+
+    if (change) {
+        rj->created = (ngx_strcmp(change, "created") == 0);
+        rj->updated = (ngx_strcmp(change, "updated") == 0);
+    }
+
+    /* "created" is answered once any version is written */
+
+    if (node->version > 0 && rj->created) {
+        json_decref(item);
+        ngx_graph_notify_index_release(node);
+        ngx_graph_notify_graph_finish_job(rj, 1);
+        ngx_graph_notify_stat_inc(g->queue, records_coalesced);
+        return NGX_OK;
+    }
+
     if (rec == NULL) {
         rec = ngx_graph_notify_graph_record(node, t);
         if (rec == NULL) {
-            g->held--;
-            ngx_destroy_pool(pool);
+            json_decref(item);
             ngx_graph_notify_index_release(node);
             return NGX_ERROR;
         }
@@ -379,6 +572,11 @@ ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
     } else {
         ngx_graph_notify_stat_inc(g->queue, records_coalesced);
     }
+
+    /* the newest notification's fields go into the line */
+
+    json_decref(rec->item);
+    rec->item = item;
 
     ngx_queue_insert_tail(&rec->jobs, &rj->queue);
 
@@ -390,42 +588,292 @@ ngx_graph_notify_graph_submit(ngx_graph_notify_job_t *job)
 }
 
 
-static ngx_graph_notify_tenant_t *
-ngx_graph_notify_graph_tenant(ngx_str_t *id)
+static void
+ngx_graph_notify_graph_backlog(ngx_graph_notify_tenant_t *t,
+    ngx_graph_notify_rjob_t *rj, ngx_uint_t head)
 {
+    ngx_graph_notify_graph_t  *g;
+
+    g = ngx_graph_notify_graph;
+
+    if (head) {
+        ngx_queue_insert_head(&t->backlog, &rj->queue);
+
+    } else {
+        ngx_queue_insert_tail(&t->backlog, &rj->queue);
+    }
+
+    t->backlogged++;
+    g->backlog++;
+    g->stats->records_backlog = g->backlog;
+}
+
+
+static void
+ngx_graph_notify_graph_promote(ngx_graph_notify_tenant_t *t)
+{
+    ngx_int_t                  rc;
+    ngx_uint_t                 n;
+    ngx_pool_t                *pool;
+    ngx_queue_t               *q;
+    ngx_graph_notify_job_t     job;
+    ngx_graph_notify_graph_t  *g;
+    ngx_graph_notify_rjob_t   *rj;
+
+    g = ngx_graph_notify_graph;
+
+    /* backlog items whose turn came: read back from the zone, routed */
+
+    for (n = 0; n < NGX_GRAPH_NOTIFY_PROMOTE; n++) {
+
+        if (ngx_queue_empty(&t->backlog)
+            || t->records >= ngx_graph_notify_graph_tenant_cap(t))
+        {
+            return;
+        }
+
+        q = ngx_queue_head(&t->backlog);
+        rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
+
+        ngx_queue_remove(q);
+        ngx_queue_init(q);
+        t->backlogged--;
+        g->backlog--;
+        g->stats->records_backlog = g->backlog;
+
+        pool = ngx_create_pool(4096, g->log);
+        if (pool == NULL) {
+            ngx_graph_notify_graph_backlog(t, rj, 1);
+            return;
+        }
+
+        job = rj->job;
+
+        rc = ngx_graph_notify_queue_read(g->queue, &job, pool);
+
+        if (rc == NGX_DECLINED) {
+            /* another helper took it over: its lease had run out */
+            ngx_destroy_pool(pool);
+            g->held--;
+            ngx_free(rj);
+            continue;
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_graph_notify_graph_route(rj, &job, 1);
+        }
+
+        ngx_destroy_pool(pool);
+
+        if (rc == NGX_ERROR) {
+            ngx_graph_notify_graph_backlog(t, rj, 1);
+            return;
+        }
+    }
+
+    /* more next turn */
+
+    if (!g->pump.posted) {
+        ngx_post_event(&g->pump, &ngx_posted_events);
+    }
+}
+
+
+static ngx_uint_t
+ngx_graph_notify_graph_tenant_cap(ngx_graph_notify_tenant_t *t)
+{
+    return (t->no_token || t->paused) ? NGX_GRAPH_NOTIFY_STUCK_RECORDS
+                                      : NGX_GRAPH_NOTIFY_TENANT_RECORDS;
+}
+
+
+static ngx_uint_t
+ngx_graph_notify_graph_tenant_valid(ngx_str_t *id)
+{
+    ngx_uint_t  i;
+
+    /* 8-4-4-4-12 hexadecimal digits */
+
+    if (id->data == NULL || id->len != 36) {
+        return 0;
+    }
+
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (id->data[i] != '-') {
+                return 0;
+            }
+
+            continue;
+        }
+
+        if (!isxdigit(id->data[i])) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static ngx_graph_notify_tenant_t *
+ngx_graph_notify_graph_tenant(ngx_str_t *id, ngx_uint_t *full)
+{
+    u_char                      key[36];
     uint32_t                    hash;
+    ngx_str_t                   name;
     ngx_graph_notify_graph_t   *g;
     ngx_graph_notify_tenant_t  *t;
 
     g = ngx_graph_notify_graph;
-    hash = ngx_crc32_short(id->data, id->len);
+    *full = 0;
+
+    /* one entry per tenant, whatever the case of its id */
+
+    ngx_strlow(key, id->data, 36);
+    name.data = key;
+    name.len = 36;
+
+    hash = ngx_crc32_short(key, 36);
 
     t = (ngx_graph_notify_tenant_t *)
-            ngx_str_rbtree_lookup(&g->tenant_tree, id, hash);
+            ngx_str_rbtree_lookup(&g->tenant_tree, &name, hash);
 
     if (t) {
         return t;
     }
 
-    t = ngx_pcalloc(ngx_cycle->pool,
-                    sizeof(ngx_graph_notify_tenant_t) + id->len);
+    if (g->ntenants >= g->max_tenants) {
+        *full = 1;
+        return NULL;
+    }
+
+    t = ngx_alloc(sizeof(ngx_graph_notify_tenant_t) + 36, g->log);
     if (t == NULL) {
         return NULL;
     }
 
+    ngx_memzero(t, sizeof(ngx_graph_notify_tenant_t));
+
     t->sn.node.key = hash;
     t->sn.str.data = (u_char *) t + sizeof(ngx_graph_notify_tenant_t);
-    t->sn.str.len = id->len;
-    ngx_memcpy(t->sn.str.data, id->data, id->len);
+    t->sn.str.len = 36;
+    ngx_memcpy(t->sn.str.data, key, 36);
 
     ngx_queue_init(&t->ready);
+    ngx_queue_init(&t->backlog);
     t->refilled = ngx_current_msec;
     t->budget = g->gmcf->rate * 1000;
+    t->active = ngx_time();
 
     ngx_rbtree_insert(&g->tenant_tree, &t->sn.node);
     ngx_queue_insert_tail(&g->tenants, &t->link);
+    g->ntenants++;
 
     return t;
+}
+
+
+static void
+ngx_graph_notify_graph_tenant_free(ngx_graph_notify_tenant_t *t,
+    ngx_uint_t forget)
+{
+    ngx_graph_notify_graph_t  *g;
+
+    g = ngx_graph_notify_graph;
+
+    if (forget) {
+        ngx_graph_notify_token_forget(&t->sn.str);
+    }
+
+    ngx_rbtree_delete(&g->tenant_tree, &t->sn.node);
+    ngx_queue_remove(&t->link);
+    g->ntenants--;
+    ngx_free(t);
+}
+
+
+static void
+ngx_graph_notify_graph_drop_item(ngx_graph_notify_rjob_t *rj, ngx_str_t *id,
+    ngx_graph_notify_record_drop_e reason, const char *what)
+{
+    ngx_graph_notify_graph_t  *g;
+
+    /* an item that can never be fetched: gone at once, counted, logged */
+
+    g = ngx_graph_notify_graph;
+
+    ngx_graph_notify_graph_drop_log(reason, id, 1, what, 0,
+                                    ngx_time() - rj->received);
+    ngx_graph_notify_graph_finish_job(rj, 1);
+    ngx_graph_notify_stat_inc(g->queue, records_dropped[reason]);
+}
+
+
+static void
+ngx_graph_notify_graph_drop_log(ngx_graph_notify_record_drop_e reason,
+    ngx_str_t *id, ngx_uint_t n, const char *what, ngx_uint_t status,
+    time_t age)
+{
+    time_t                        now;
+    ngx_graph_notify_graph_t     *g;
+    ngx_graph_notify_drop_log_t  *d;
+
+    /*
+     * One line per reason and minute, naming a record; the others are
+     * counted into the next line, or into a summary from the poll.
+     */
+
+    g = ngx_graph_notify_graph;
+    d = &g->drops[reason];
+    now = ngx_time();
+
+    if (now - d->logged < NGX_GRAPH_NOTIFY_DROP_LOG) {
+        d->records++;
+        d->items += n;
+        return;
+    }
+
+    if (id) {
+        ngx_log_error(NGX_LOG_ERR, g->log, 0,
+                      "graph_notify: dropped call record %V (%ui "
+                      "notification(s)): %s, last HTTP status %ui, "
+                      "after %T s", id, n, what, status, age);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, g->log, 0,
+                      "graph_notify: dropped a call-record notification: "
+                      "%s, after %T s", what, age);
+    }
+
+    ngx_graph_notify_graph_drop_summary(reason, now);
+
+    d->logged = now;
+}
+
+
+static void
+ngx_graph_notify_graph_drop_summary(ngx_graph_notify_record_drop_e reason,
+    time_t now)
+{
+    ngx_graph_notify_drop_log_t  *d;
+
+    d = &ngx_graph_notify_graph->drops[reason];
+
+    if (d->records == 0) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ngx_graph_notify_graph->log, 0,
+                  "graph_notify: dropped %ui more call record(s) (%ui "
+                  "notification(s)) as \"%V\" in the last %T s",
+                  d->records, d->items,
+                  &ngx_graph_notify_record_drop_names[reason],
+                  now - d->logged);
+
+    d->records = 0;
+    d->items = 0;
+    d->logged = now;
 }
 
 
@@ -457,6 +905,7 @@ ngx_graph_notify_graph_record(ngx_graph_notify_index_node_t *node,
 
     node->active = rec;
     g->records++;
+    tenant->records++;
     ngx_queue_insert_tail(&g->all, &rec->all);
 
     ngx_graph_notify_graph_gauges();
@@ -504,12 +953,21 @@ ngx_graph_notify_graph_free_record(ngx_graph_notify_record_t *rec)
     }
 
     json_decref(rec->record);
+    json_decref(rec->item);
 
     rec->node->active = NULL;
     ngx_graph_notify_index_release(rec->node);
 
     ngx_queue_remove(&rec->all);
     g->records--;
+    rec->tenant->records--;
+
+    /* room for the tenant's backlog */
+
+    if (!ngx_queue_empty(&rec->tenant->backlog) && !g->pump.posted) {
+        ngx_post_event(&g->pump, &ngx_posted_events);
+    }
+
     ngx_free(rec);
 
     ngx_graph_notify_graph_gauges();
@@ -535,7 +993,7 @@ ngx_graph_notify_graph_finish_job(ngx_graph_notify_rjob_t *rj,
         ngx_graph_notify_queue_release(g->queue, &rj->job);
     }
 
-    ngx_destroy_pool(rj->pool);
+    ngx_free(rj);
 
     if (g->held-- == NGX_GRAPH_NOTIFY_HELD_MAX) {
         ngx_graph_notify_helper_kick();
@@ -598,12 +1056,18 @@ ngx_graph_notify_graph_pump(void)
     ngx_int_t                   rc;
     ngx_msec_t                  wait, next;
     ngx_str_t                   bearer;
+    ngx_uint_t                  progress;
     ngx_queue_t                *q;
     ngx_graph_notify_graph_t   *g;
     ngx_graph_notify_tenant_t  *t;
     ngx_graph_notify_record_t  *rec;
 
     g = ngx_graph_notify_graph;
+
+    if (!g->started) {
+        return;
+    }
+
     next = 0;
 
     for (q = ngx_queue_head(&g->tenants);
@@ -612,15 +1076,38 @@ ngx_graph_notify_graph_pump(void)
     {
         t = ngx_queue_data(q, ngx_graph_notify_tenant_t, link);
 
-        while (!ngx_queue_empty(&t->ready)
-               && g->running < g->gmcf->concurrency)
+        if (!ngx_queue_empty(&t->backlog)) {
+            ngx_graph_notify_graph_promote(t);
+        }
+    }
+
+    /*
+     * Round robin, one request per tenant and round, and no tenant takes
+     * more than its share of the requests at once.
+     */
+
+    do {
+        progress = 0;
+
+        for (q = ngx_queue_head(&g->tenants);
+             q != ngx_queue_sentinel(&g->tenants)
+             && g->running < g->gmcf->concurrency;
+             q = ngx_queue_next(q))
         {
+            t = ngx_queue_data(q, ngx_graph_notify_tenant_t, link);
+
+            if (ngx_queue_empty(&t->ready)
+                || t->running >= g->tenant_running)
+            {
+                continue;
+            }
+
             if (t->paused) {
                 wait = t->paused_until - ngx_current_msec;
 
                 if ((ngx_msec_int_t) wait > 0) {
                     next = (next == 0 || wait < next) ? wait : next;
-                    break;
+                    continue;
                 }
 
                 t->paused = 0;
@@ -628,16 +1115,25 @@ ngx_graph_notify_graph_pump(void)
 
             if (!ngx_graph_notify_graph_budget(t, &wait)) {
                 next = (next == 0 || wait < next) ? wait : next;
-                break;
+                continue;
             }
 
             rc = ngx_graph_notify_token_get(&t->sn.str, &bearer);
 
             if (rc != NGX_OK) {
-                /* the token client calls back when it has news */
-                break;
+                /*
+                 * The token client calls back when it has news; a tenant
+                 * whose sign-in fails works on fewer records meanwhile.
+                 */
+
+                if (rc != NGX_AGAIN) {
+                    t->no_token = 1;
+                }
+
+                continue;
             }
 
+            t->no_token = 0;
             t->budget -= 1000;
 
             rec = ngx_queue_data(ngx_queue_head(&t->ready),
@@ -645,7 +1141,18 @@ ngx_graph_notify_graph_pump(void)
             ngx_queue_remove(&rec->link);
 
             ngx_graph_notify_graph_request(rec, &bearer);
+
+            progress = 1;
         }
+
+    } while (progress && g->running < g->gmcf->concurrency);
+
+    /* the next pump starts with another tenant */
+
+    if (!ngx_queue_empty(&g->tenants)) {
+        q = ngx_queue_head(&g->tenants);
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&g->tenants, q);
     }
 
     if (next) {
@@ -732,7 +1239,8 @@ ngx_graph_notify_graph_request(ngx_graph_notify_record_t *rec,
         ngx_queue_add(&rec->answering, &rec->jobs);
         ngx_queue_init(&rec->jobs);
 
-        rec->fetch_started = ngx_graph_notify_graph_now();
+        /* what was queued before now is answered by this fetch */
+        rec->fetch_seq = ngx_graph_notify_queue_last_seq(g->queue);
         rec->pages = 0;
     }
 
@@ -771,6 +1279,7 @@ ngx_graph_notify_graph_request(ngx_graph_notify_record_t *rec,
     rec->not_before = ngx_current_msec + NGX_GRAPH_NOTIFY_RECORD_SPACING;
 
     g->running++;
+    rec->tenant->running++;
     ngx_graph_notify_stat_inc(g->queue, graph_requests);
     ngx_graph_notify_graph_gauges();
 }
@@ -790,6 +1299,7 @@ ngx_graph_notify_graph_response(ngx_graph_notify_http_t *req)
     t = rec->tenant;
 
     g->running--;
+    t->running--;
     rec->req = NULL;
     rec->state = NGX_GRAPH_NOTIFY_IDLE;
 
@@ -1009,7 +1519,10 @@ static void
 ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec)
 {
     int64_t                    version;
+    ngx_uint_t                 updated;
+    ngx_queue_t               *q;
     ngx_graph_notify_graph_t  *g;
+    ngx_graph_notify_rjob_t   *rj;
 
     g = ngx_graph_notify_graph;
 
@@ -1019,6 +1532,41 @@ ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec)
     ngx_graph_notify_index_sync();
 
     if (version <= rec->node->version) {
+
+        /*
+         * After "updated", the version written already may be a stale
+         * read (a replica behind): asked again, paced as any retry, a
+         * few times before the record counts as unchanged.
+         */
+
+        updated = 0;
+
+        for (q = ngx_queue_head(&rec->answering);
+             q != ngx_queue_sentinel(&rec->answering);
+             q = ngx_queue_next(q))
+        {
+            rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
+            updated |= rj->updated;
+        }
+
+        if (updated && rec->stale < NGX_GRAPH_NOTIFY_STALE_MAX) {
+            rec->stale++;
+            ngx_graph_notify_stat_inc(g->queue, records_stale);
+
+            ngx_log_error(NGX_LOG_INFO, g->log, 0,
+                          "graph_notify: call record %V: version %L after "
+                          "\"updated\", written already; asking again",
+                          &rec->node->sn.str, version);
+
+            json_decref(rec->record);
+            rec->record = NULL;
+            ngx_str_null(&rec->next);
+
+            ngx_graph_notify_graph_retry(rec,
+                                   ngx_graph_notify_graph_backoff(rec->stale));
+            return;
+        }
+
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, g->log, 0,
                        "graph_notify: call record %V version %L written "
                        "already", &rec->node->sn.str, version);
@@ -1055,7 +1603,6 @@ ngx_graph_notify_graph_line(ngx_graph_notify_record_t *rec)
     json_t                    *out;
     ngx_uint_t                 n;
     ngx_queue_t               *q;
-    ngx_graph_notify_rjob_t   *rj;
     u_char                     ts[sizeof("1970-01-01T00:00:00.000Z")];
 
     n = 0;
@@ -1069,10 +1616,7 @@ ngx_graph_notify_graph_line(ngx_graph_notify_record_t *rec)
 
     /* the newest notification's fields, then the record as fetched */
 
-    rj = ngx_queue_data(ngx_queue_last(&rec->answering),
-                        ngx_graph_notify_rjob_t, queue);
-
-    out = json_copy(rj->item);
+    out = json_copy(rec->item);
     if (out == NULL) {
         return NGX_ERROR;
     }
@@ -1202,8 +1746,8 @@ ngx_graph_notify_graph_finish(ngx_graph_notify_record_t *rec,
 
     node = rec->node;
 
-    if (done) {
-        node->fetched = rec->fetch_started;
+    if (done && rec->fetch_seq > node->answered) {
+        node->answered = rec->fetch_seq;
     }
 
     while (!ngx_queue_empty(&rec->answering)) {
@@ -1223,25 +1767,29 @@ ngx_graph_notify_graph_finish(ngx_graph_notify_record_t *rec,
     ngx_str_null(&rec->next);
     rec->attempts = 0;
     rec->unauthorized = 0;
+    rec->stale = 0;
 
     if (rec->pool) {
         ngx_destroy_pool(rec->pool);
         rec->pool = NULL;
     }
 
-    /* "created" that came meanwhile: answered, a version is written */
+    /*
+     * Answered meanwhile: "created" once a version is written, and items
+     * queued before the fetch began but taken during it.
+     */
 
     q = ngx_queue_head(&rec->jobs);
 
-    while (node->version > 0 && q != ngx_queue_sentinel(&rec->jobs)) {
+    while (q != ngx_queue_sentinel(&rec->jobs)) {
         rj = ngx_queue_data(q, ngx_graph_notify_rjob_t, queue);
         q = ngx_queue_next(q);
 
-        if (ngx_strcmp(json_string_value(json_object_get(rj->item,
-                                                         "changeType")),
-                       "created")
-            == 0)
+        if ((node->version > 0 && rj->created)
+            || (done && rj->job.seq <= node->answered))
         {
+            ngx_graph_notify_stat_inc(ngx_graph_notify_graph->queue,
+                                      records_coalesced);
             ngx_graph_notify_graph_finish_job(rj, 1);
         }
     }
@@ -1348,11 +1896,9 @@ ngx_graph_notify_graph_drop(ngx_graph_notify_record_t *rec,
         n++;
     }
 
-    ngx_log_error(NGX_LOG_ERR, g->log, 0,
-                  "graph_notify: dropped call record %V (%ui "
-                  "notification(s)): %s, last HTTP status %ui, after %T s",
-                  &rec->node->sn.str, n, what, rec->last_status,
-                  ngx_time() - rec->first_seen);
+    ngx_graph_notify_graph_drop_log(reason, &rec->node->sn.str, n, what,
+                                    rec->last_status,
+                                    ngx_time() - rec->first_seen);
 
     ngx_graph_notify_stat_inc(g->queue, records_dropped[reason]);
 
@@ -1379,17 +1925,6 @@ ngx_graph_notify_graph_backoff(ngx_uint_t attempts)
 }
 
 
-static uint64_t
-ngx_graph_notify_graph_now(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
-}
-
-
 static void
 ngx_graph_notify_graph_answered(ngx_graph_notify_answer_e answer)
 {
@@ -1406,6 +1941,7 @@ ngx_graph_notify_graph_gauges(void)
     g = ngx_graph_notify_graph;
 
     g->stats->records_active = g->records;
+    g->stats->records_backlog = g->backlog;
     g->stats->records_waiting = g->waiting;
     g->stats->requests_running = g->running;
 }
@@ -1428,10 +1964,169 @@ ngx_graph_notify_graph_poll(void)
         ngx_post_event(&g->pump, &ngx_posted_events);
     }
 
-    if (ngx_time() - g->maintained >= 3600) {
+    ngx_graph_notify_graph_sweep(g);
+    ngx_graph_notify_graph_publish(g);
+
+    if (g->started && ngx_time() - g->maintained >= 3600) {
         ngx_graph_notify_index_maintain();
         g->maintained = ngx_time();
     }
+}
+
+
+static void
+ngx_graph_notify_graph_sweep(ngx_graph_notify_graph_t *g)
+{
+    time_t                      now, horizon;
+    ngx_uint_t                  i;
+    const char                 *what;
+    ngx_queue_t                *q, *next, *tq, *tnext;
+    ngx_graph_notify_rjob_t    *rj;
+    ngx_graph_notify_tenant_t  *t;
+    ngx_graph_notify_record_t  *rec;
+
+    now = ngx_time();
+
+    if (now == g->swept) {
+        return;
+    }
+
+    g->swept = now;
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_RECORD_N; i++) {
+        if (g->drops[i].records
+            && now - g->drops[i].logged >= NGX_GRAPH_NOTIFY_DROP_LOG)
+        {
+            ngx_graph_notify_graph_drop_summary(i, now);
+        }
+    }
+
+    /* fail closed: nothing expires while the client cannot start */
+
+    if (!g->started) {
+        return;
+    }
+
+    /*
+     * The record horizon, whatever an item waits for: a token, the end
+     * of a pause, or its turn in the tenant's backlog.
+     */
+
+    horizon = g->gmcf->record_horizon;
+
+    for (tq = ngx_queue_head(&g->tenants);
+         tq != ngx_queue_sentinel(&g->tenants);
+         tq = tnext)
+    {
+        tnext = ngx_queue_next(tq);
+        t = ngx_queue_data(tq, ngx_graph_notify_tenant_t, link);
+
+        what = t->no_token ? "no token for its tenant"
+               : t->paused ? "its tenant is paused"
+               : "not fetched in time";
+
+        while (!ngx_queue_empty(&t->backlog)) {
+            rj = ngx_queue_data(ngx_queue_head(&t->backlog),
+                                ngx_graph_notify_rjob_t, queue);
+
+            if (rj->received + horizon > now) {
+                break;
+            }
+
+            t->backlogged--;
+            g->backlog--;
+
+            ngx_graph_notify_graph_drop_log(NGX_GRAPH_NOTIFY_RECORD_EXPIRED,
+                                            NULL, 1, what, 0,
+                                            now - rj->received);
+            ngx_graph_notify_graph_finish_job(rj, 1);
+            ngx_graph_notify_stat_inc(g->queue,
+                           records_dropped[NGX_GRAPH_NOTIFY_RECORD_EXPIRED]);
+        }
+
+        for (q = ngx_queue_head(&t->ready);
+             q != ngx_queue_sentinel(&t->ready);
+             q = next)
+        {
+            next = ngx_queue_next(q);
+            rec = ngx_queue_data(q, ngx_graph_notify_record_t, link);
+
+            if (rec->first_seen + horizon <= now) {
+                ngx_graph_notify_graph_drop(rec,
+                                            NGX_GRAPH_NOTIFY_RECORD_EXPIRED,
+                                            what);
+            }
+        }
+
+        /* a tenant without work is forgotten, its token with it */
+
+        if (t->records == 0 && t->backlogged == 0 && t->running == 0
+            && !t->paused && now - t->active >= NGX_GRAPH_NOTIFY_TENANT_IDLE)
+        {
+            ngx_graph_notify_graph_tenant_free(t, 1);
+        }
+    }
+
+    ngx_graph_notify_graph_gauges();
+}
+
+
+static void
+ngx_graph_notify_graph_publish(ngx_graph_notify_graph_t *g)
+{
+    ngx_uint_t                       n, no_token, paused, state;
+    ngx_queue_t                     *q;
+    ngx_graph_notify_tenant_t       *t;
+    ngx_graph_notify_tenant_view_t   views[NGX_GRAPH_NOTIFY_TENANT_VIEWS];
+
+    /* tenants in trouble or with a backlog, for the status page */
+
+    n = 0;
+    no_token = 0;
+    paused = 0;
+
+    for (q = ngx_queue_head(&g->tenants);
+         q != ngx_queue_sentinel(&g->tenants);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_graph_notify_tenant_t, link);
+
+        if (t->paused
+            && (ngx_msec_int_t) (t->paused_until - ngx_current_msec) > 0)
+        {
+            state = NGX_GRAPH_NOTIFY_TENANT_PAUSED;
+            paused++;
+
+        } else if (t->no_token) {
+            state = NGX_GRAPH_NOTIFY_TENANT_NO_TOKEN;
+            no_token++;
+
+        } else {
+            state = NGX_GRAPH_NOTIFY_TENANT_OK;
+        }
+
+        if ((state != NGX_GRAPH_NOTIFY_TENANT_OK || t->backlogged)
+            && n < NGX_GRAPH_NOTIFY_TENANT_VIEWS)
+        {
+            ngx_memcpy(views[n].id, t->sn.str.data, 36);
+            views[n].id[36] = '\0';
+            views[n].state = state;
+            views[n].records = t->records;
+            views[n].backlog = t->backlogged;
+            n++;
+        }
+    }
+
+    ngx_shmtx_lock(&g->queue->shpool->mutex);
+
+    g->stats->tenants = g->ntenants;
+    g->stats->tenants_no_token = no_token;
+    g->stats->tenants_paused = paused;
+    g->stats->tenant_views = n;
+    ngx_memcpy(g->stats->tenant_view, views,
+               n * sizeof(ngx_graph_notify_tenant_view_t));
+
+    ngx_shmtx_unlock(&g->queue->shpool->mutex);
 }
 
 
@@ -1440,6 +2135,8 @@ ngx_graph_notify_graph_cleanup(void *data)
 {
     ngx_graph_notify_graph_t *g = data;
 
+    ngx_graph_notify_rjob_t    *rj;
+    ngx_graph_notify_tenant_t  *t;
     ngx_graph_notify_record_t  *rec;
 
     /* the process exits: whatever is held goes back to the queue */
@@ -1451,17 +2148,30 @@ ngx_graph_notify_graph_cleanup(void *data)
         if (rec->req) {
             rec->req = NULL;
             g->running--;
+            rec->tenant->running--;
         }
 
         ngx_graph_notify_graph_free_record(rec);
     }
 
+    while (!ngx_queue_empty(&g->tenants)) {
+        t = ngx_queue_data(ngx_queue_head(&g->tenants),
+                           ngx_graph_notify_tenant_t, link);
+
+        while (!ngx_queue_empty(&t->backlog)) {
+            rj = ngx_queue_data(ngx_queue_head(&t->backlog),
+                                ngx_graph_notify_rjob_t, queue);
+            t->backlogged--;
+            g->backlog--;
+            ngx_graph_notify_graph_finish_job(rj, 0);
+        }
+
+        ngx_graph_notify_graph_tenant_free(t, 0);
+    }
+
+    if (g->start.timer_set) {
+        ngx_del_timer(&g->start);
+    }
+
     ngx_graph_notify_graph = NULL;
-}
-
-
-static void
-ngx_graph_notify_graph_json_cleanup(void *data)
-{
-    json_decref(data);
 }

@@ -74,6 +74,10 @@ static ngx_conf_num_bounds_t  ngx_graph_notify_rate_bounds = {
     ngx_conf_check_num_bounds, 1, 75
 };
 
+static ngx_conf_num_bounds_t  ngx_graph_notify_tenants_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000000
+};
+
 
 static ngx_command_t  ngx_graph_notify_commands[] = {
 
@@ -217,6 +221,13 @@ static ngx_command_t  ngx_graph_notify_commands[] = {
       offsetof(ngx_graph_notify_main_conf_t, record_horizon),
       NULL },
 
+    { ngx_string("graph_notify_max_tenants"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, max_tenants),
+      &ngx_graph_notify_tenants_bounds },
+
       ngx_null_command
 };
 
@@ -279,6 +290,7 @@ ngx_graph_notify_create_main_conf(ngx_conf_t *cf)
     gmcf->concurrency = NGX_CONF_UNSET_UINT;
     gmcf->rate = NGX_CONF_UNSET_UINT;
     gmcf->record_horizon = NGX_CONF_UNSET;
+    gmcf->max_tenants = NGX_CONF_UNSET_UINT;
 
     return gmcf;
 }
@@ -298,6 +310,7 @@ ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(gmcf->concurrency, 16);
     ngx_conf_init_uint_value(gmcf->rate, 50);
     ngx_conf_init_value(gmcf->record_horizon, 4 * 60 * 60);
+    ngx_conf_init_uint_value(gmcf->max_tenants, 10000);
 
     if (gmcf->graph_url.len == 0) {
         ngx_str_set(&gmcf->graph_url, "https://graph.microsoft.com");

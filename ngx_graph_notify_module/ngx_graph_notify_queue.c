@@ -561,6 +561,68 @@ ngx_graph_notify_queue_release(ngx_graph_notify_queue_t *q,
 }
 
 
+ngx_int_t
+ngx_graph_notify_queue_read(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_job_t *job, ngx_pool_t *pool)
+{
+    u_char                   *p;
+    size_t                    len;
+    ngx_graph_notify_item_t  *item;
+
+    /*
+     * The line of an item the helper holds by reference only (a tenant's
+     * backlog), copied when its turn comes; NGX_DECLINED if it is no
+     * longer ours.
+     */
+
+    ngx_shmtx_lock(&q->shpool->mutex);
+
+    item = ngx_graph_notify_queue_own(job);
+
+    if (item == NULL) {
+        ngx_shmtx_unlock(&q->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    len = item->line_len + item->tenant_len + item->record_len;
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        ngx_shmtx_unlock(&q->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, item->data, len);
+    p[len] = '\0';
+
+    job->line.data = p;
+    job->line.len = item->line_len;
+    job->tenant.data = p + item->line_len;
+    job->tenant.len = item->tenant_len;
+    job->record.data = job->tenant.data + item->tenant_len;
+    job->record.len = item->record_len;
+
+    ngx_shmtx_unlock(&q->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+uint64_t
+ngx_graph_notify_queue_last_seq(ngx_graph_notify_queue_t *q)
+{
+    uint64_t  seq;
+
+    /* every item pushed so far has a sequence number up to this one */
+
+    ngx_shmtx_lock(&q->shpool->mutex);
+    seq = q->sh->seq;
+    ngx_shmtx_unlock(&q->shpool->mutex);
+
+    return seq;
+}
+
+
 void
 ngx_graph_notify_queue_renew(ngx_graph_notify_queue_t *q, time_t lease)
 {

@@ -202,11 +202,39 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      st->lease_reclaims, st->output_errors);
 
     p = ngx_slprintf(p, last,
-                     "\"graph\":{\"enabled\":%s,\"requests\":%uA,"
-                     "\"running\":%uA,\"tenantPauses\":%uA,\"answers\":{",
+                     "\"graph\":{\"enabled\":%s,\"failing\":%s,"
+                     "\"error\":\"%s\",\"requests\":%uA,"
+                     "\"running\":%uA,\"tenantPauses\":%uA,",
                      st->graph_enabled ? "true" : "false",
+                     st->graph_failing ? "true" : "false",
+                     st->graph_failing ? st->graph_error : (u_char *) "",
                      st->graph_requests, st->requests_running,
                      st->tenant_pauses);
+
+    /* tenant ids are GUIDs, checked before the helper keeps them */
+
+    p = ngx_slprintf(p, last,
+                     "\"tenants\":{\"known\":%uA,\"noToken\":%uA,"
+                     "\"paused\":%uA,\"shown\":[",
+                     st->tenants, st->tenants_no_token, st->tenants_paused);
+
+    for (i = 0; i < st->tenant_views && i < NGX_GRAPH_NOTIFY_TENANT_VIEWS;
+         i++)
+    {
+        p = ngx_slprintf(p, last,
+                         "%s{\"id\":\"%s\",\"state\":\"%s\","
+                         "\"records\":%ui,\"backlog\":%ui}",
+                         i ? "," : "", st->tenant_view[i].id,
+                         st->tenant_view[i].state
+                             == NGX_GRAPH_NOTIFY_TENANT_PAUSED ? "paused"
+                         : st->tenant_view[i].state
+                             == NGX_GRAPH_NOTIFY_TENANT_NO_TOKEN ? "no_token"
+                         : "ok",
+                         st->tenant_view[i].records,
+                         st->tenant_view[i].backlog);
+    }
+
+    p = ngx_slprintf(p, last, "]},\"answers\":{");
 
     for (i = 0; i < NGX_GRAPH_NOTIFY_ANSWER_N; i++) {
         p = ngx_slprintf(p, last, "%s\"%V\":%uA", i ? "," : "",
@@ -225,11 +253,13 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
 
     p = ngx_slprintf(p, last,
                      "\"callRecords\":{\"written\":%uA,\"unchanged\":%uA,"
+                     "\"staleReads\":%uA,"
                      "\"coalesced\":%uA,\"active\":%uA,\"waiting\":%uA,"
-                     "\"dropped\":{",
+                     "\"backlog\":%uA,\"dropped\":{",
                      st->records_written, st->records_unchanged,
+                     st->records_stale,
                      st->records_coalesced, st->records_active,
-                     st->records_waiting);
+                     st->records_waiting, st->records_backlog);
 
     for (i = 0; i < NGX_GRAPH_NOTIFY_RECORD_N; i++) {
         p = ngx_slprintf(p, last, "%s\"%V\":%uA", i ? "," : "",
@@ -416,6 +446,32 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                      "graph_notify_call_records_active %uA\n"
                      "graph_notify_call_records_waiting %uA\n",
                      st->records_active, st->records_waiting);
+
+    p = ngx_graph_notify_metric(p, last, "call_record_backlog", "gauge",
+                                "Call-record notifications waiting for "
+                                "their tenant's turn.");
+    p = ngx_slprintf(p, last, "graph_notify_call_record_backlog %uA\n",
+                     st->records_backlog);
+
+    p = ngx_graph_notify_metric(p, last, "call_record_stale_reads_total",
+                                "counter", "Fetches asked again after "
+                                "\"updated\" returned a written version.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_call_record_stale_reads_total %uA\n",
+                     st->records_stale);
+
+    p = ngx_graph_notify_metric(p, last, "tenants", "gauge",
+                                "Tenants of the Graph client, by state.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_tenants{state=\"known\"} %uA\n"
+                     "graph_notify_tenants{state=\"no_token\"} %uA\n"
+                     "graph_notify_tenants{state=\"paused\"} %uA\n",
+                     st->tenants, st->tenants_no_token, st->tenants_paused);
+
+    p = ngx_graph_notify_metric(p, last, "graph_client_failing", "gauge",
+                                "1 while the Graph client cannot start.");
+    p = ngx_slprintf(p, last, "graph_notify_graph_client_failing %uA\n",
+                     st->graph_failing);
 
     return p;
 }

@@ -34,7 +34,6 @@
 #define NGX_GRAPH_NOTIFY_BACKOFF_MIN      2000
 #define NGX_GRAPH_NOTIFY_BACKOFF_MAX      300000
 
-#define NGX_GRAPH_NOTIFY_TENANTS_MAX      1024
 #define NGX_GRAPH_NOTIFY_TENANT_LEN       255
 #define NGX_GRAPH_NOTIFY_ACCESS_TOKEN_MAX 16384
 #define NGX_GRAPH_NOTIFY_TOKEN_LIFE_MAX   (30 * 86400)
@@ -362,10 +361,8 @@ ngx_graph_notify_token_cleanup(void *data)
 
     /* the single process exits: no fetch and no token outlive the cycle */
 
-    for (q = ngx_queue_head(&ctx->tokens);
-         q != ngx_queue_sentinel(&ctx->tokens);
-         q = ngx_queue_next(q))
-    {
+    while (!ngx_queue_empty(&ctx->tokens)) {
+        q = ngx_queue_head(&ctx->tokens);
         t = ngx_queue_data(q, ngx_graph_notify_token_t, queue);
 
         if (t->req) {
@@ -378,6 +375,9 @@ ngx_graph_notify_token_cleanup(void *data)
         }
 
         ngx_graph_notify_token_drop(t);
+
+        ngx_queue_remove(q);
+        ngx_free(t);
     }
 
     if (ngx_graph_notify_token_ctx == ctx) {
@@ -483,6 +483,39 @@ ngx_graph_notify_token_invalidate(ngx_str_t *tenant, ngx_str_t *bearer)
 }
 
 
+void
+ngx_graph_notify_token_forget(ngx_str_t *tenant)
+{
+    ngx_graph_notify_token_t      *t;
+    ngx_graph_notify_token_ctx_t  *ctx;
+
+    /* a tenant without work for a while: its entry and token go */
+
+    ctx = ngx_graph_notify_token_ctx;
+
+    if (ctx == NULL) {
+        return;
+    }
+
+    t = ngx_graph_notify_token_lookup(tenant, 0);
+
+    if (t == NULL || t->req) {
+        return;
+    }
+
+    if (t->backoff.timer_set) {
+        ngx_del_timer(&t->backoff);
+    }
+
+    ngx_graph_notify_token_drop(t);
+
+    ngx_rbtree_delete(&ctx->rbtree, &t->sn.node);
+    ngx_queue_remove(&t->queue);
+    ctx->count--;
+    ngx_free(t);
+}
+
+
 static ngx_graph_notify_token_t *
 ngx_graph_notify_token_lookup(ngx_str_t *tenant, ngx_uint_t create)
 {
@@ -536,17 +569,21 @@ ngx_graph_notify_token_lookup(ngx_str_t *tenant, ngx_uint_t create)
         return NULL;
     }
 
-    if (ctx->count >= NGX_GRAPH_NOTIFY_TENANTS_MAX) {
+    /* the Graph client keeps to graph_notify_max_tenants before this */
+
+    if (ctx->count >= ctx->gmcf->max_tenants) {
         ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-                      "graph_notify: tokens of more than %d tenants",
-                      NGX_GRAPH_NOTIFY_TENANTS_MAX);
+                      "graph_notify: tokens of more than %ui tenants",
+                      ctx->gmcf->max_tenants);
         return NULL;
     }
 
-    t = ngx_pcalloc(ctx->pool, sizeof(ngx_graph_notify_token_t) + name.len);
+    t = ngx_alloc(sizeof(ngx_graph_notify_token_t) + name.len, ctx->log);
     if (t == NULL) {
         return NULL;
     }
+
+    ngx_memzero(t, sizeof(ngx_graph_notify_token_t));
 
     t->sn.str.data = (u_char *) t + sizeof(ngx_graph_notify_token_t);
     t->sn.str.len = name.len;
@@ -1052,9 +1089,14 @@ ngx_graph_notify_token_failed(ngx_graph_notify_token_ctx_t *ctx,
 
     ngx_add_timer(&t->backoff, delay);
 
-    ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-                  "graph_notify: token request for tenant \"%V\" failed: %s, "
-                  "next attempt in %M ms", &t->sn.str, error, delay);
+    /* failures 1, 2, 4, 8, ... of a tenant: a few lines, not one each */
+
+    if ((t->failures & (t->failures - 1)) == 0) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+                      "graph_notify: token request for tenant \"%V\" "
+                      "failed: %s, next attempt in %M ms (failure %ui)",
+                      &t->sn.str, error, delay, t->failures);
+    }
 }
 
 

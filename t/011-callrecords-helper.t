@@ -134,7 +134,7 @@ kill 'KILL', $old;
 ok(wait_helper_pid($old), "a new helper");
 is(GraphNotify::http_post("/graph/notify", GraphNotify::basic_body(
     GraphNotify::basic_item(record => $main::R[4], change => "updated")))->{status}, 202, "delivered again");
-ok(wait_for(sub { sim_count('record_get', $main::R[4]) == 2 }), "fetched again");
+ok(wait_for(sub { sim_count('record_get', $main::R[4]) >= 2 }), "fetched again");
 sleep 1;
 is(scalar(record_lines(2, 0.5)), 1, "but the same version is not written twice");
 like(read_file(GraphNotify::servroot() . "/graph_notify_temp/callrecords.index"),
