@@ -5,6 +5,10 @@
 #   make test-valgrind  the same suite with NGINX under valgrind
 #   make demo           the main job, against a local Graph simulator
 #   make bench          the benchmarks (scripts/bench)
+#   make deb            the Debian package, in build/deb (scripts/deb)
+#   make deb-smoke      install that package, run it in the system NGINX,
+#                       purge it (scripts/deb-smoke; root, changes the system)
+#   make contrib-check  syntax of the operations kit in contrib/
 #
 # NGINX_SRC=/path/to/nginx builds against an upstream source tree instead of
 # Debian's nginx-dev; NGINX_BIN is the binary the tests and the demo run.
@@ -18,7 +22,8 @@ PROVE_ARGS ?= -r t/
 
 export NGINX_SRC BUILD
 
-.PHONY: all setup test test-valgrind demo bench clean
+.PHONY: all setup test test-valgrind demo bench deb deb-smoke contrib-check \
+        clean
 
 all: $(MODULE)
 
@@ -40,6 +45,15 @@ demo: $(MODULE)
 
 bench: $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) scripts/bench
+
+deb:
+	scripts/deb
+
+deb-smoke: deb
+	scripts/deb-smoke $(BUILD)/deb/libnginx-mod-http-graph-notify_*.deb
+
+contrib-check: $(MODULE)
+	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) scripts/contrib-check
 
 clean:
 	rm -rf $(BUILD) t/servroot*
