@@ -95,6 +95,7 @@ typedef struct {
     ngx_str_t                   id;
     u_char                      thumbprint[40];
     EVP_PKEY                   *pkey;
+    ngx_str_t                   certificate;   /* base64 of DER */
 } ngx_graph_notify_key_t;
 
 
@@ -281,6 +282,9 @@ typedef enum {
 } ngx_graph_notify_assertion_e;
 
 
+typedef struct ngx_graph_notify_subs_conf_s  ngx_graph_notify_subs_conf_t;
+
+
 /* the app registration that the helper signs in as (app-only) */
 typedef struct {
     ngx_str_t                   app_id;
@@ -311,6 +315,9 @@ typedef struct {
     ngx_uint_t                  rate;
     time_t                      record_horizon;
     ngx_uint_t                  max_tenants;
+
+    /* subscriptions the helper keeps alive */
+    ngx_graph_notify_subs_conf_t  *subscriptions;
 
     /* where "graph_notify" was first used, for configuration errors */
     ngx_str_t                   used_file;

@@ -21,6 +21,8 @@
 static int ngx_graph_notify_no_password(char *buf, int size, int rwflag,
     void *u);
 static void ngx_graph_notify_key_cleanup(void *data);
+static ngx_int_t ngx_graph_notify_key_certificate(ngx_conf_t *cf, X509 *x509,
+    ngx_str_t *b64);
 static ngx_int_t ngx_graph_notify_base64(ngx_pool_t *pool, ngx_str_t *src,
     ngx_str_t *dst);
 static ngx_int_t ngx_graph_notify_unwrap_key(EVP_PKEY *pkey, ngx_str_t *in,
@@ -148,6 +150,37 @@ failed:
 }
 
 
+static ngx_int_t
+ngx_graph_notify_key_certificate(ngx_conf_t *cf, X509 *x509, ngx_str_t *b64)
+{
+    int         len;
+    u_char     *p;
+    ngx_str_t   der;
+
+    len = i2d_X509(x509, NULL);
+    if (len <= 0) {
+        return NGX_ERROR;
+    }
+
+    der.data = ngx_pnalloc(cf->temp_pool, len);
+    if (der.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = der.data;
+    der.len = i2d_X509(x509, &p);
+
+    b64->data = ngx_pnalloc(cf->pool, ngx_base64_encoded_length(der.len));
+    if (b64->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_encode_base64(b64, &der);
+
+    return NGX_OK;
+}
+
+
 char *
 ngx_graph_notify_key_load(ngx_conf_t *cf, ngx_graph_notify_key_t *key,
     ngx_str_t *cert_file, ngx_str_t *key_file)
@@ -171,6 +204,15 @@ ngx_graph_notify_key_load(ngx_conf_t *cf, ngx_graph_notify_key_t *key,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "cannot hash certificate \"%V\": %s", cert_file,
                            ngx_graph_notify_ssl_reason());
+        return NGX_CONF_ERROR;
+    }
+
+    /* sent to Graph with subscriptions that ask for rich notifications */
+
+    if (ngx_graph_notify_key_certificate(cf, x509, &key->certificate)
+        != NGX_OK)
+    {
+        X509_free(x509);
         return NGX_CONF_ERROR;
     }
 

@@ -5,6 +5,7 @@
 
 
 #include "ngx_graph_notify.h"
+#include "ngx_graph_notify_subscription.h"
 
 
 /* items written per output write, and batches per turn of the loop */
@@ -116,6 +117,7 @@ ngx_graph_notify_helper_start(ngx_cycle_t *cycle)
 
     if (gmcf->app.app_id.len) {
         (void) ngx_graph_notify_graph_init(cycle, gmcf);
+        (void) ngx_graph_notify_subscription_init(cycle, gmcf);
     }
 
     ngx_graph_notify_stat_inc(h->queue, helper_starts);
@@ -296,6 +298,9 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
             }
 
             taken++;
+
+            /* subscriptions: last notification seen, lifecycle events */
+            ngx_graph_notify_subscription_item(&jobs[n].line);
 
             /* call records go to the Graph client, the rest is written */
 

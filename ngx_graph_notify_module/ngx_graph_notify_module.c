@@ -5,6 +5,7 @@
 
 
 #include "ngx_graph_notify.h"
+#include "ngx_graph_notify_subscription.h"
 
 #if (NGX_LINUX)
 #include <sys/eventfd.h>
@@ -228,13 +229,34 @@ static ngx_command_t  ngx_graph_notify_commands[] = {
       offsetof(ngx_graph_notify_main_conf_t, max_tenants),
       &ngx_graph_notify_tenants_bounds },
 
+    { ngx_string("graph_notify_subscription"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_graph_notify_subscription,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_subscription_prune"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_subscription_prune,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_backfill"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_graph_notify_backfill,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_graph_notify_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_graph_notify_subscription_postconf, /* postconfiguration */
 
     ngx_graph_notify_create_main_conf,     /* create main configuration */
     ngx_graph_notify_init_main_conf,       /* init main configuration */
@@ -436,6 +458,12 @@ ngx_graph_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "no graph_notify_client_state for this location: "
                            "anyone who knows the URL can post notifications");
+    }
+
+    if (clcf->handler == ngx_graph_notify_handler
+        && ngx_graph_notify_subscription_location(cf, conf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

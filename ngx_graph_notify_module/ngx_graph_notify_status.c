@@ -5,6 +5,7 @@
 
 
 #include "ngx_graph_notify.h"
+#include "ngx_graph_notify_subscription.h"
 
 
 typedef struct {
@@ -74,18 +75,25 @@ ngx_graph_notify_status_handler(ngx_http_request_t *r)
     ngx_graph_notify_snapshot(gmcf->shm_zone->data, gmcf->shm_zone, &s);
     s.max_items = gmcf->max_items;
 
-    b = ngx_create_temp_buf(r->pool, NGX_GRAPH_NOTIFY_STATUS_SIZE);
+    b = ngx_create_temp_buf(r->pool, NGX_GRAPH_NOTIFY_STATUS_SIZE
+                        + ngx_graph_notify_subscription_status_size(gmcf));
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (prometheus) {
         b->last = ngx_graph_notify_status_prometheus(b->pos, b->end, &s);
+        b->last = ngx_graph_notify_subscription_status_prometheus(gmcf,
+                                                                  b->last,
+                                                                  b->end);
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4; charset=utf-8");
 
     } else {
         b->last = ngx_graph_notify_status_json(b->pos, b->end, &s);
+        b->last = ngx_graph_notify_subscription_status_json(gmcf, b->last,
+                                                            b->end);
+        b->last = ngx_slprintf(b->last, b->end, "}\n");
         ngx_str_set(&r->headers_out.content_type, "application/json");
     }
 
@@ -267,7 +275,7 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                          st->records_dropped[i]);
     }
 
-    p = ngx_slprintf(p, last, "}}}\n");
+    p = ngx_slprintf(p, last, "}}");
 
     return p;
 }

@@ -303,6 +303,13 @@ sub wait_for {
     return $v;
 }
 
+# A Unix time as Graph writes it (UTC, ISO 8601).
+sub iso_time {
+    my @t = gmtime($_[0]);
+    return sprintf "%04d-%02d-%02dT%02d:%02d:%02dZ",
+                   $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0];
+}
+
 # Lines of this block's error.log that match $re.
 sub log_count {
     my ($re) = @_;
