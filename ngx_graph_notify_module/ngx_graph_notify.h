@@ -43,6 +43,7 @@ typedef enum {
     NGX_GRAPH_NOTIFY_DROP_SIGNATURE,
     NGX_GRAPH_NOTIFY_DROP_DECRYPT,
     NGX_GRAPH_NOTIFY_DROP_NOT_JSON,
+    NGX_GRAPH_NOTIFY_DROP_DEPTH,
     NGX_GRAPH_NOTIFY_DROP_N
 } ngx_graph_notify_drop_e;
 
@@ -301,6 +302,7 @@ typedef struct {
     ngx_uint_t                  max_items;
     ngx_path_t                 *path;
     ngx_open_file_t            *output;
+    ngx_uint_t                  output_mode;
     time_t                      lease;
     ngx_fd_t                    wake_fd;
 
@@ -319,6 +321,12 @@ typedef struct {
     /* subscriptions the helper keeps alive */
     ngx_graph_notify_subs_conf_t  *subscriptions;
 
+    /* rich items are decrypted there; NULL: on the event loop */
+    ngx_str_t                   thread_pool_name;
+#if (NGX_THREADS)
+    ngx_thread_pool_t          *thread_pool;
+#endif
+
     /* where "graph_notify" was first used, for configuration errors */
     ngx_str_t                   used_file;
     ngx_uint_t                  used_line;
@@ -329,6 +337,8 @@ typedef struct {
     ngx_array_t                *client_states;
     ngx_array_t                *tenants;
     ngx_array_t                *keys;
+    ngx_uint_t                  max_batch;
+    size_t                      max_item_size;
 } ngx_graph_notify_loc_conf_t;
 
 
@@ -337,6 +347,9 @@ extern ngx_str_t     ngx_graph_notify_drop_names[];
 extern ngx_str_t     ngx_graph_notify_answer_names[];
 extern ngx_str_t     ngx_graph_notify_record_drop_names[];
 
+
+/* ngx_graph_notify_module.c */
+ngx_int_t ngx_graph_notify_is_guid(ngx_str_t *s);
 
 /* ngx_graph_notify_handler.c */
 ngx_int_t ngx_graph_notify_handler(ngx_http_request_t *r);
@@ -351,9 +364,6 @@ char *ngx_graph_notify_key_pair(ngx_conf_t *cf, ngx_str_t *cert_file,
 const char *ngx_graph_notify_ssl_reason(void);
 char *ngx_graph_notify_key_load(ngx_conf_t *cf, ngx_graph_notify_key_t *key,
     ngx_str_t *cert_file, ngx_str_t *key_file);
-ngx_int_t ngx_graph_notify_decrypt(ngx_pool_t *pool, ngx_array_t *keys,
-    ngx_graph_notify_encrypted_t *enc, ngx_str_t *plain,
-    ngx_graph_notify_drop_e *reason);
 ngx_uint_t ngx_graph_notify_secret_match(ngx_str_t *value,
     ngx_array_t *secrets);
 

@@ -5,6 +5,8 @@
 
 
 #include "ngx_graph_notify.h"
+#include "ngx_graph_notify_bounds.h"
+#include "ngx_graph_notify_crypto.h"
 
 #include <openssl/err.h>
 #include <openssl/hmac.h>
@@ -17,18 +19,22 @@
 #define NGX_GRAPH_NOTIFY_DATA_KEY_LEN  32
 #define NGX_GRAPH_NOTIFY_SIGNATURE_LEN 32
 
+/* RSA contexts kept by one run of decryption jobs, one per key */
+#define NGX_GRAPH_NOTIFY_CTX_CACHE     4
+
 
 static int ngx_graph_notify_no_password(char *buf, int size, int rwflag,
     void *u);
 static void ngx_graph_notify_key_cleanup(void *data);
 static ngx_int_t ngx_graph_notify_key_certificate(ngx_conf_t *cf, X509 *x509,
     ngx_str_t *b64);
-static ngx_int_t ngx_graph_notify_base64(ngx_pool_t *pool, ngx_str_t *src,
+static EVP_PKEY_CTX *ngx_graph_notify_oaep_ctx(EVP_PKEY *pkey);
+static ngx_int_t ngx_graph_notify_decrypt_one(ngx_graph_notify_decrypt_t *d,
+    EVP_PKEY_CTX *ctx);
+static ngx_int_t ngx_graph_notify_base64(ngx_str_t *src, u_char **buf,
     ngx_str_t *dst);
-static ngx_int_t ngx_graph_notify_unwrap_key(EVP_PKEY *pkey, ngx_str_t *in,
-    u_char *key, size_t *len);
-static ngx_int_t ngx_graph_notify_aes_decrypt(ngx_pool_t *pool, u_char *key,
-    ngx_str_t *in, ngx_str_t *out);
+static ngx_int_t ngx_graph_notify_aes_decrypt(u_char *key, ngx_str_t *in,
+    ngx_str_t *out);
 
 
 const char *
@@ -243,18 +249,19 @@ ngx_graph_notify_key_cleanup(void *data)
 }
 
 
+/*
+ * On the event loop: the key named by the item, the thumbprint, and one
+ * buffer for everything the decryption writes, so that running the job
+ * needs no pool.
+ */
+
 ngx_int_t
-ngx_graph_notify_decrypt(ngx_pool_t *pool, ngx_array_t *keys,
-    ngx_graph_notify_encrypted_t *enc, ngx_str_t *plain,
+ngx_graph_notify_decrypt_prepare(ngx_pool_t *pool, ngx_array_t *keys,
+    ngx_graph_notify_encrypted_t *enc, ngx_graph_notify_decrypt_t *d,
     ngx_graph_notify_drop_e *reason)
 {
-    u_char                   mac[EVP_MAX_MD_SIZE];
-    u_char                   data_key[512];
-    size_t                   data_key_len;
-    ngx_int_t                rc;
-    ngx_str_t                data, wrapped, signature;
+    size_t                   size;
     ngx_uint_t               i;
-    unsigned int             mac_len;
     ngx_graph_notify_key_t  *key;
 
     key = NULL;
@@ -292,28 +299,157 @@ ngx_graph_notify_decrypt(ngx_pool_t *pool, ngx_array_t *keys,
         return NGX_DECLINED;
     }
 
-    if (ngx_graph_notify_base64(pool, &enc->data, &data) != NGX_OK
-        || ngx_graph_notify_base64(pool, &enc->data_key, &wrapped) != NGX_OK
-        || ngx_graph_notify_base64(pool, &enc->data_signature, &signature)
+    d->key = key;
+    d->data = enc->data;
+    d->data_key = enc->data_key;
+    d->data_signature = enc->data_signature;
+
+    /* the decoded data, key and signature, then the plaintext */
+
+    size = 2 * ngx_base64_decoded_length(enc->data.len)
+           + ngx_base64_decoded_length(enc->data_key.len)
+           + ngx_base64_decoded_length(enc->data_signature.len) + 16;
+
+    d->buf = ngx_pnalloc(pool, size);
+    if (d->buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(&d->plain);
+    d->rc = NGX_ERROR;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Runs jobs one after the other, on any thread.  The RSA context, set up
+ * for OAEP once, is kept for the next job with the same key: setting it
+ * up costs about as much as the AES and HMAC steps of a small item.
+ */
+
+void
+ngx_graph_notify_decrypt_run(ngx_graph_notify_decrypt_t **jobs,
+    ngx_uint_t n)
+{
+    EVP_PKEY      *pkey;
+    ngx_uint_t     i, k, nctx, kept;
+    EVP_PKEY_CTX  *ctx;
+
+    struct {
+        EVP_PKEY      *pkey;
+        EVP_PKEY_CTX  *ctx;
+    } cache[NGX_GRAPH_NOTIFY_CTX_CACHE];
+
+    nctx = 0;
+
+    for (i = 0; i < n; i++) {
+        pkey = jobs[i]->key->pkey;
+        ctx = NULL;
+        kept = 0;
+
+        for (k = 0; k < nctx; k++) {
+            if (cache[k].pkey == pkey) {
+                ctx = cache[k].ctx;
+                kept = 1;
+                break;
+            }
+        }
+
+        if (!kept) {
+            ctx = ngx_graph_notify_oaep_ctx(pkey);
+
+            if (ctx && nctx < NGX_GRAPH_NOTIFY_CTX_CACHE) {
+                cache[nctx].pkey = pkey;
+                cache[nctx].ctx = ctx;
+                nctx++;
+                kept = 1;
+            }
+        }
+
+        jobs[i]->rc = ngx_graph_notify_decrypt_one(jobs[i], ctx);
+
+        if (!kept && ctx) {
+            EVP_PKEY_CTX_free(ctx);
+        }
+    }
+
+    for (k = 0; k < nctx; k++) {
+        EVP_PKEY_CTX_free(cache[k].ctx);
+    }
+
+    ERR_clear_error();
+}
+
+
+static EVP_PKEY_CTX *
+ngx_graph_notify_oaep_ctx(EVP_PKEY *pkey)
+{
+    EVP_PKEY_CTX  *ctx;
+
+    /* RSA-OAEP with SHA-1 and MGF1-SHA-1, no label */
+
+    ctx = EVP_PKEY_CTX_new(pkey, NULL);
+    if (ctx == NULL) {
+        ERR_clear_error();
+        return NULL;
+    }
+
+    if (EVP_PKEY_decrypt_init(ctx) == 1
+        && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1
+        && EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha1()) == 1
+        && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha1()) == 1)
+    {
+        return ctx;
+    }
+
+    EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_graph_notify_decrypt_one(ngx_graph_notify_decrypt_t *d,
+    EVP_PKEY_CTX *ctx)
+{
+    u_char        mac[EVP_MAX_MD_SIZE];
+    u_char        data_key[512];
+    u_char       *p;
+    json_t       *parsed;
+    size_t        data_key_len;
+    ngx_int_t     rc;
+    ngx_str_t     data, wrapped, signature;
+    unsigned int  mac_len;
+
+    p = d->buf;
+
+    if (ngx_graph_notify_base64(&d->data, &p, &data) != NGX_OK
+        || ngx_graph_notify_base64(&d->data_key, &p, &wrapped) != NGX_OK
+        || ngx_graph_notify_base64(&d->data_signature, &p, &signature)
            != NGX_OK)
     {
-        *reason = NGX_GRAPH_NOTIFY_DROP_BASE64;
+        d->reason = NGX_GRAPH_NOTIFY_DROP_BASE64;
         return NGX_DECLINED;
     }
 
     data_key_len = sizeof(data_key);
 
-    if (ngx_graph_notify_unwrap_key(key->pkey, &wrapped, data_key,
-                                    &data_key_len)
-        != NGX_OK)
+    if (ctx == NULL
+        || (size_t) EVP_PKEY_get_size(d->key->pkey) > data_key_len
+        || EVP_PKEY_decrypt(ctx, data_key, &data_key_len, wrapped.data,
+                            wrapped.len)
+           != 1)
     {
-        *reason = NGX_GRAPH_NOTIFY_DROP_DATA_KEY;
+        ERR_clear_error();
+        d->reason = NGX_GRAPH_NOTIFY_DROP_DATA_KEY;
         return NGX_DECLINED;
     }
 
     if (data_key_len != NGX_GRAPH_NOTIFY_DATA_KEY_LEN) {
         OPENSSL_cleanse(data_key, data_key_len);
-        *reason = NGX_GRAPH_NOTIFY_DROP_KEY_LENGTH;
+        d->reason = NGX_GRAPH_NOTIFY_DROP_KEY_LENGTH;
         return NGX_DECLINED;
     }
 
@@ -328,76 +464,97 @@ ngx_graph_notify_decrypt(ngx_pool_t *pool, ngx_array_t *keys,
     {
         OPENSSL_cleanse(data_key, sizeof(data_key));
         ERR_clear_error();
-        *reason = NGX_GRAPH_NOTIFY_DROP_SIGNATURE;
+        d->reason = NGX_GRAPH_NOTIFY_DROP_SIGNATURE;
         return NGX_DECLINED;
     }
 
-    rc = ngx_graph_notify_aes_decrypt(pool, data_key, &data, plain);
+    d->plain.data = p;
+
+    rc = ngx_graph_notify_aes_decrypt(data_key, &data, &d->plain);
 
     OPENSSL_cleanse(data_key, sizeof(data_key));
 
     if (rc != NGX_OK) {
-        *reason = NGX_GRAPH_NOTIFY_DROP_DECRYPT;
+        d->reason = NGX_GRAPH_NOTIFY_DROP_DECRYPT;
         return rc;
     }
+
+    /*
+     * The resource is written into the output as is: it must be a JSON
+     * object, and no deeper than common readers of the output accept
+     * (checked first, so that the parser never sees a deeper one).
+     */
+
+    if (ngx_graph_notify_depth_ok(d->plain.data, d->plain.len,
+                                  NGX_GRAPH_NOTIFY_MAX_DEPTH)
+        != NGX_OK)
+    {
+        d->reason = NGX_GRAPH_NOTIFY_DROP_DEPTH;
+        return NGX_DECLINED;
+    }
+
+    parsed = json_loadb((char *) d->plain.data, d->plain.len,
+                        JSON_DECODE_ANY, NULL);
+
+    if (!json_is_object(parsed)) {
+        json_decref(parsed);
+        d->reason = NGX_GRAPH_NOTIFY_DROP_NOT_JSON;
+        return NGX_DECLINED;
+    }
+
+    json_decref(parsed);
 
     return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_graph_notify_base64(ngx_pool_t *pool, ngx_str_t *src, ngx_str_t *dst)
+ngx_graph_notify_base64(ngx_str_t *src, u_char **buf, ngx_str_t *dst)
 {
-    if (src->len == 0) {
+    size_t     len;
+    ngx_str_t  s;
+
+    /*
+     * Graph sends standard base64 with its padding.  ngx_decode_base64()
+     * stops at the first "=" and ignores whatever follows it, so the
+     * padding is checked here: at most two "=", at the end only.
+     */
+
+    len = src->len;
+
+    if (len == 0 || len % 4) {
         return NGX_ERROR;
     }
 
-    dst->data = ngx_pnalloc(pool, ngx_base64_decoded_length(src->len));
-    if (dst->data == NULL) {
+    if (src->data[len - 1] == '=') {
+        len--;
+
+        if (src->data[len - 1] == '=') {
+            len--;
+        }
+    }
+
+    if (ngx_strlchr(src->data, src->data + len, '=') != NULL) {
         return NGX_ERROR;
     }
 
-    return ngx_decode_base64(dst, src);
+    s.data = src->data;
+    s.len = len;
+
+    dst->data = *buf;
+
+    if (ngx_decode_base64(dst, &s) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    *buf += dst->len;
+
+    return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_graph_notify_unwrap_key(EVP_PKEY *pkey, ngx_str_t *in, u_char *key,
-    size_t *len)
-{
-    ngx_int_t      rc;
-    EVP_PKEY_CTX  *ctx;
-
-    /* RSA-OAEP with SHA-1 and MGF1-SHA-1, no label */
-
-    ctx = EVP_PKEY_CTX_new(pkey, NULL);
-    if (ctx == NULL) {
-        ERR_clear_error();
-        return NGX_ERROR;
-    }
-
-    rc = NGX_ERROR;
-
-    if (EVP_PKEY_decrypt_init(ctx) == 1
-        && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1
-        && EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha1()) == 1
-        && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha1()) == 1
-        && (size_t) EVP_PKEY_get_size(pkey) <= *len
-        && EVP_PKEY_decrypt(ctx, key, len, in->data, in->len) == 1)
-    {
-        rc = NGX_OK;
-    }
-
-    EVP_PKEY_CTX_free(ctx);
-    ERR_clear_error();
-
-    return rc;
-}
-
-
-static ngx_int_t
-ngx_graph_notify_aes_decrypt(ngx_pool_t *pool, u_char *key, ngx_str_t *in,
-    ngx_str_t *out)
+ngx_graph_notify_aes_decrypt(u_char *key, ngx_str_t *in, ngx_str_t *out)
 {
     int              n, last;
     ngx_int_t        rc;
@@ -407,11 +564,6 @@ ngx_graph_notify_aes_decrypt(ngx_pool_t *pool, u_char *key, ngx_str_t *in,
 
     if (in->len == 0 || in->len % 16 || in->len > NGX_MAX_INT32_VALUE) {
         return NGX_DECLINED;
-    }
-
-    out->data = ngx_pnalloc(pool, in->len + 16);
-    if (out->data == NULL) {
-        return NGX_ERROR;
     }
 
     ctx = EVP_CIPHER_CTX_new();

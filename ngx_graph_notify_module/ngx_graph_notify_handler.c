@@ -5,6 +5,35 @@
 
 
 #include "ngx_graph_notify.h"
+#include "ngx_graph_notify_bounds.h"
+#include "ngx_graph_notify_crypto.h"
+#include "ngx_graph_notify_ratelog.h"
+
+
+/* per thread task: a batch never holds the pool, or a thread, for long */
+#define NGX_GRAPH_NOTIFY_CHUNK_RICH     16
+#define NGX_GRAPH_NOTIFY_CHUNK_ITEMS    256
+
+/* bodies up to this size are parsed on the event loop (under a ms) */
+#define NGX_GRAPH_NOTIFY_INLINE_BODY    (64 * 1024)
+
+/* kinds of rejected requests with a rate-limited log line of their own */
+#define NGX_GRAPH_NOTIFY_REJECT_KINDS   32
+
+
+/* the log lines a client can cause, each written at most once a second */
+typedef enum {
+    NGX_GRAPH_NOTIFY_LOG_DROPS = 0,
+    NGX_GRAPH_NOTIFY_LOG_QUEUE_FULL,
+    NGX_GRAPH_NOTIFY_LOG_OVERLOAD,
+    NGX_GRAPH_NOTIFY_LOG_N
+} ngx_graph_notify_log_e;
+
+
+typedef struct {
+    const char                 *fmt;
+    ngx_graph_notify_ratelog_t  log;
+} ngx_graph_notify_reject_kind_t;
 
 
 typedef struct {
@@ -16,29 +45,122 @@ typedef struct {
 } ngx_graph_notify_drops_t;
 
 
+/* one item of a batch, from intake to the push */
+typedef struct {
+    json_t                        *item;
+    const char                    *kind;
+    ngx_graph_notify_decrypt_t    *rich;
+    ngx_graph_notify_entry_t       entry;
+    ngx_graph_notify_drop_e        reason;
+    unsigned                       dropped:1;
+} ngx_graph_notify_slot_t;
+
+
+typedef enum {
+    NGX_GRAPH_NOTIFY_STAGE_INTAKE = 0,
+    NGX_GRAPH_NOTIFY_STAGE_CHUNK
+} ngx_graph_notify_stage_e;
+
+
+/*
+ * A batch being processed.  Its work runs on the event loop or, for
+ * large or rich batches, one stage at a time in a thread of the pool;
+ * the stages use the batch's own pool and nothing of the request, so
+ * that a thread and the event loop never share a structure.
+ */
+typedef struct {
+    ngx_pool_t                    *pool;
+    ngx_graph_notify_loc_conf_t   *glcf;
+    ngx_str_t                      body;
+    u_char                         received[sizeof("1970-01-01T00:00:00.000Z")];
+
+    json_t                        *root;
+    ngx_str_t                      tokens;
+    ngx_graph_notify_slot_t       *slots;
+    ngx_uint_t                     n;
+    ngx_uint_t                     njobs;
+    ngx_uint_t                     next;
+
+    /* a failure: answered and logged on the event loop */
+    ngx_int_t                      status;
+    const char                    *fmt;
+    size_t                         msg_len;
+    u_char                         msg[256];
+
+    unsigned                       threaded:1;
+
+#if (NGX_THREADS)
+    ngx_thread_task_t             *task;
+    ngx_graph_notify_stage_e       stage;
+    ngx_uint_t                     from;
+    ngx_uint_t                     to;
+#endif
+} ngx_graph_notify_ctx_t;
+
+
 static ngx_int_t ngx_graph_notify_handshake(ngx_http_request_t *r,
     ngx_str_t *token);
 static void ngx_graph_notify_body_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_graph_notify_process(ngx_http_request_t *r);
+static void ngx_graph_notify_batch_cleanup(void *data);
+static void ngx_graph_notify_intake(ngx_graph_notify_ctx_t *ctx);
+static void ngx_graph_notify_next(ngx_http_request_t *r,
+    ngx_graph_notify_ctx_t *ctx);
+static ngx_uint_t ngx_graph_notify_chunk_end(ngx_graph_notify_ctx_t *ctx);
+static void ngx_graph_notify_chunk(ngx_graph_notify_ctx_t *ctx,
+    ngx_uint_t from, ngx_uint_t to);
+#if (NGX_THREADS)
+static ngx_int_t ngx_graph_notify_post(ngx_http_request_t *r,
+    ngx_graph_notify_ctx_t *ctx, ngx_graph_notify_stage_e stage);
+static void ngx_graph_notify_thread(void *data, ngx_log_t *log);
+static void ngx_graph_notify_thread_done(ngx_event_t *ev);
+#endif
 static ngx_int_t ngx_graph_notify_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
-static ngx_int_t ngx_graph_notify_item(ngx_http_request_t *r,
-    ngx_graph_notify_loc_conf_t *glcf, json_t *item,
-    ngx_graph_notify_entry_t *entry, ngx_graph_notify_drop_e *reason);
+static ngx_int_t ngx_graph_notify_item(ngx_graph_notify_ctx_t *ctx,
+    ngx_graph_notify_slot_t *slot);
 static ngx_int_t ngx_graph_notify_check_item(json_t *item);
 static ngx_int_t ngx_graph_notify_tenant_allowed(
     ngx_graph_notify_loc_conf_t *glcf, json_t *tenant);
-static ngx_int_t ngx_graph_notify_decrypt_item(ngx_http_request_t *r,
-    ngx_graph_notify_loc_conf_t *glcf, json_t *enc, ngx_str_t *plain,
-    ngx_graph_notify_drop_e *reason);
-static ngx_int_t ngx_graph_notify_line(ngx_http_request_t *r, json_t *item,
-    const char *kind, ngx_str_t *plain, ngx_str_t *line);
+static ngx_int_t ngx_graph_notify_prepare_rich(ngx_graph_notify_ctx_t *ctx,
+    json_t *enc, ngx_graph_notify_slot_t *slot);
+static ngx_int_t ngx_graph_notify_accept(ngx_http_request_t *r,
+    ngx_graph_notify_ctx_t *ctx);
+static ngx_int_t ngx_graph_notify_failed(ngx_http_request_t *r,
+    ngx_graph_notify_ctx_t *ctx);
+static ngx_int_t ngx_graph_notify_unavailable(ngx_http_request_t *r);
+static ngx_int_t ngx_graph_notify_line(ngx_pool_t *pool, json_t *item,
+    const char *kind, u_char *received, ngx_str_t *plain, ngx_str_t *line);
 static void ngx_graph_notify_log_drops(ngx_http_request_t *r,
     ngx_graph_notify_drops_t *drops, ngx_uint_t n);
+static void ngx_graph_notify_fail(ngx_graph_notify_ctx_t *ctx,
+    ngx_int_t status, const char *fmt, ...);
 static ngx_int_t ngx_graph_notify_reject(ngx_http_request_t *r,
     ngx_int_t status, const char *fmt, ...);
+static ngx_int_t ngx_graph_notify_reject_line(ngx_http_request_t *r,
+    ngx_int_t status, const char *fmt, u_char *msg, size_t len);
 static void ngx_graph_notify_sanitize(json_t *value, u_char *buf,
     size_t size);
+static char *ngx_graph_notify_held(ngx_uint_t held, u_char *buf,
+    size_t size);
+
+
+static ngx_graph_notify_ratelog_t  ngx_graph_notify_log[NGX_GRAPH_NOTIFY_LOG_N];
+
+/* one limit per kind of rejection, the format of its line naming it */
+static ngx_graph_notify_reject_kind_t
+    ngx_graph_notify_reject_kinds[NGX_GRAPH_NOTIFY_REJECT_KINDS];
+
+
+/*
+ * Keys that the module itself puts into output lines: an item that
+ * carries one loses it, so that no line ever holds a key twice.  The
+ * secret and the ciphertext never reach the output either.
+ */
+
+static const char  *ngx_graph_notify_own_keys[] = {
+    "receivedAt", "kind", "decryptedResource", "callRecord", "fetchedAt",
+    "notifications", "clientState", "encryptedContent", NULL
+};
 
 
 /* the labels of the status page and their log wording */
@@ -54,7 +176,8 @@ ngx_str_t  ngx_graph_notify_drop_names[] = {
     ngx_string("key_length"),
     ngx_string("signature"),
     ngx_string("decrypt"),
-    ngx_string("not_json")
+    ngx_string("not_json"),
+    ngx_string("depth")
 };
 
 
@@ -69,7 +192,8 @@ static char  *ngx_graph_notify_drop_text[] = {
     "data key is not 32 bytes long",
     "dataSignature does not match (HMAC-SHA256)",
     "AES-256-CBC decryption failed (bad padding)",
-    "decrypted content is not JSON"
+    "decrypted content is not JSON",
+    "decrypted content nested deeper than 64 levels"
 };
 
 
@@ -97,11 +221,9 @@ ngx_graph_notify_handler(ngx_http_request_t *r)
         ngx_str_set(&h->key, "Allow");
         ngx_str_set(&h->value, "POST");
 
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "graph_notify: method %V not allowed, Graph uses POST",
-                      &r->method_name);
-
-        return NGX_HTTP_NOT_ALLOWED;
+        return ngx_graph_notify_reject(r, NGX_HTTP_NOT_ALLOWED,
+                                       "method %V not allowed, Graph uses "
+                                       "POST", &r->method_name);
     }
 
     /* the handshake carries the token in the query, never a body to read */
@@ -265,115 +387,518 @@ ngx_graph_notify_form_decode(ngx_str_t *src, ngx_str_t *dst)
 static void
 ngx_graph_notify_body_handler(ngx_http_request_t *r)
 {
-    ngx_http_finalize_request(r, ngx_graph_notify_process(r));
-}
-
-
-static ngx_int_t
-ngx_graph_notify_process(ngx_http_request_t *r)
-{
-    size_t                         n, i;
-    json_t                        *root, *value, *tokens;
-    ngx_int_t                      rc;
-    ngx_str_t                      body, tokens_json;
-    json_error_t                   err;
-    ngx_uint_t                     k;
-    ngx_table_elt_t               *h;
-    ngx_graph_notify_drop_e        reason;
-    ngx_graph_notify_entry_t      *entries;
+    ngx_str_t                      body;
+    ngx_pool_cleanup_t            *cln;
+    ngx_graph_notify_ctx_t        *ctx;
     ngx_graph_notify_queue_t      *q;
-    ngx_graph_notify_drops_t       drops;
-    ngx_graph_notify_loc_conf_t   *glcf;
     ngx_graph_notify_main_conf_t  *gmcf;
 
     gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
-    glcf = ngx_http_get_module_loc_conf(r, ngx_http_graph_notify_module);
     q = gmcf->shm_zone->data;
 
     if (ngx_graph_notify_read_body(r, &body) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
     }
 
     if (body.len == 0) {
         ngx_graph_notify_stat_inc(q, rejected);
-        return ngx_graph_notify_reject(r, NGX_HTTP_BAD_REQUEST,
-                                       "empty request body");
+        ngx_http_finalize_request(r,
+            ngx_graph_notify_reject(r, NGX_HTTP_BAD_REQUEST,
+                                    "empty request body"));
+        return;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_graph_notify_ctx_t));
+    if (ctx == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, r->connection->log);
+    if (ctx->pool == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln->handler = ngx_graph_notify_batch_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_graph_notify_module);
+
+    ctx->glcf = ngx_http_get_module_loc_conf(r, ngx_http_graph_notify_module);
+    ctx->body = body;
+
+    /* when the worker accepted the batch: every line of it says so */
+    (void) ngx_graph_notify_timestamp(ctx->received);
+
+#if (NGX_THREADS)
+
+    /*
+     * Parsing a large body takes tens of milliseconds: it goes to the
+     * thread pool too.  Small ones, the usual Graph batch, are parsed here
+     * at once, which costs less than handing them over.
+     */
+
+    if (gmcf->thread_pool && body.len > NGX_GRAPH_NOTIFY_INLINE_BODY) {
+        ctx->threaded = 1;
+
+        if (ngx_graph_notify_post(r, ctx, NGX_GRAPH_NOTIFY_STAGE_INTAKE)
+            != NGX_OK)
+        {
+            ngx_http_finalize_request(r, ngx_graph_notify_unavailable(r));
+        }
+
+        return;
+    }
+
+#endif
+
+    ngx_graph_notify_intake(ctx);
+
+#if (NGX_THREADS)
+    if (gmcf->thread_pool && ctx->njobs) {
+        ctx->threaded = 1;
+    }
+#endif
+
+    ngx_graph_notify_next(r, ctx);
+}
+
+
+static void
+ngx_graph_notify_batch_cleanup(void *data)
+{
+    ngx_graph_notify_ctx_t *ctx = data;
+
+    if (ctx->tokens.data) {
+        free(ctx->tokens.data);
+    }
+
+    if (ctx->root) {
+        json_decref(ctx->root);
+    }
+
+    ngx_destroy_pool(ctx->pool);
+}
+
+
+/*
+ * The first stage: the body's bounds, parsing, and each item's own checks
+ * (clientState, tenant, kind); rich items get a decryption job.  Runs on
+ * any thread; a failure is recorded in ctx, to be answered later.
+ */
+
+static void
+ngx_graph_notify_intake(ngx_graph_notify_ctx_t *ctx)
+{
+    size_t                      i;
+    json_t                     *value, *tokens;
+    ngx_int_t                   rc;
+    json_error_t                err;
+    ngx_graph_notify_bounds_t   bounds;
+
+    /* before jansson builds anything: see ngx_graph_notify_scan_body() */
+
+    bounds.max_items = ctx->glcf->max_batch;
+    bounds.max_item_size = ctx->glcf->max_item_size;
+    bounds.max_tokens = ctx->glcf->max_batch
+                        * NGX_GRAPH_NOTIFY_TOKENS_PER_ITEM;
+
+    switch (ngx_graph_notify_scan_body(ctx->body.data, ctx->body.len,
+                                       &bounds))
+    {
+    case NGX_GRAPH_NOTIFY_SCAN_ITEMS:
+        ngx_graph_notify_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                              "batch of more than %ui items "
+                              "(graph_notify_max_batch)", bounds.max_items);
+        return;
+
+    case NGX_GRAPH_NOTIFY_SCAN_ITEM_SIZE:
+        ngx_graph_notify_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                              "item of more than %uz bytes "
+                              "(graph_notify_max_item_size)",
+                              bounds.max_item_size);
+        return;
+
+    case NGX_GRAPH_NOTIFY_SCAN_TOKENS:
+        ngx_graph_notify_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                              "body of more than %ui JSON tokens (%d per "
+                              "item of graph_notify_max_batch)",
+                              bounds.max_tokens,
+                              NGX_GRAPH_NOTIFY_TOKENS_PER_ITEM);
+        return;
+
+    default: /* NGX_GRAPH_NOTIFY_SCAN_OK */
+        break;
     }
 
     /* jansson bounds the nesting depth it accepts (2048 levels) */
 
-    root = json_loadb((char *) body.data, body.len, 0, &err);
+    ctx->root = json_loadb((char *) ctx->body.data, ctx->body.len, 0, &err);
 
-    if (root == NULL) {
-        ngx_graph_notify_stat_inc(q, rejected);
-        return ngx_graph_notify_reject(r, NGX_HTTP_BAD_REQUEST,
-                                       "request body is not JSON: %s "
-                                       "(line %d, column %d)",
-                                       err.text, err.line, err.column);
+    if (ctx->root == NULL) {
+        ngx_graph_notify_fail(ctx, NGX_HTTP_BAD_REQUEST,
+                              "request body is not JSON: %s "
+                              "(line %d, column %d)",
+                              err.text, err.line, err.column);
+        return;
     }
 
-    value = json_object_get(root, "value");
-    tokens = json_object_get(root, "validationTokens");
+    value = json_object_get(ctx->root, "value");
+    tokens = json_object_get(ctx->root, "validationTokens");
 
     if (!json_is_array(value)
         || (tokens != NULL && !json_is_array(tokens)))
     {
-        json_decref(root);
-        ngx_graph_notify_stat_inc(q, rejected);
-        return ngx_graph_notify_reject(r, NGX_HTTP_BAD_REQUEST,
-                                       "request body has no \"value\" "
-                                       "array or a malformed "
-                                       "\"validationTokens\"");
+        ngx_graph_notify_fail(ctx, NGX_HTTP_BAD_REQUEST,
+                              "request body has no \"value\" array or a "
+                              "malformed \"validationTokens\"");
+        return;
     }
-
-    ngx_str_null(&tokens_json);
 
     if (tokens != NULL && json_array_size(tokens) > 0) {
-        tokens_json.data = (u_char *) json_dumps(tokens, JSON_COMPACT);
-        if (tokens_json.data == NULL) {
-            json_decref(root);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx->tokens.data = (u_char *) json_dumps(tokens, JSON_COMPACT);
+        if (ctx->tokens.data == NULL) {
+            ngx_graph_notify_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+            return;
         }
 
-        tokens_json.len = ngx_strlen(tokens_json.data);
+        ctx->tokens.len = ngx_strlen(ctx->tokens.data);
     }
 
-    n = json_array_size(value);
+    ctx->n = json_array_size(value);
 
-    entries = ngx_palloc(r->pool,
-                         (n ? n : 1) * sizeof(ngx_graph_notify_entry_t));
+    ctx->slots = ngx_pcalloc(ctx->pool, (ctx->n ? ctx->n : 1)
+                                        * sizeof(ngx_graph_notify_slot_t));
+    if (ctx->slots == NULL) {
+        ngx_graph_notify_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+        return;
+    }
+
+    for (i = 0; i < ctx->n; i++) {
+        ctx->slots[i].item = json_array_get(value, i);
+
+        rc = ngx_graph_notify_item(ctx, &ctx->slots[i]);
+
+        if (rc == NGX_ERROR) {
+            ngx_graph_notify_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+            return;
+        }
+
+        if (rc == NGX_DECLINED) {
+            ctx->slots[i].dropped = 1;
+            continue;
+        }
+
+        if (ctx->slots[i].rich) {
+            ctx->njobs++;
+        }
+    }
+}
+
+
+/*
+ * Drives a batch on the event loop: chunk after chunk of items, each
+ * decrypted and turned into output lines (in a thread when the batch is
+ * threaded), then the push and the answer.
+ */
+
+static void
+ngx_graph_notify_next(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
+{
+    ngx_uint_t  to;
+
+    for ( ;; ) {
+
+        if (ctx->status) {
+            ngx_http_finalize_request(r, ngx_graph_notify_failed(r, ctx));
+            return;
+        }
+
+        if (ctx->next >= ctx->n) {
+            ngx_http_finalize_request(r, ngx_graph_notify_accept(r, ctx));
+            return;
+        }
+
+        to = ngx_graph_notify_chunk_end(ctx);
+
+#if (NGX_THREADS)
+
+        if (ctx->threaded) {
+            ctx->from = ctx->next;
+            ctx->to = to;
+
+            if (ngx_graph_notify_post(r, ctx, NGX_GRAPH_NOTIFY_STAGE_CHUNK)
+                != NGX_OK)
+            {
+                ngx_http_finalize_request(r, ngx_graph_notify_unavailable(r));
+            }
+
+            return;
+        }
+
+#endif
+
+        ngx_graph_notify_chunk(ctx, ctx->next, to);
+        ctx->next = to;
+    }
+}
+
+
+/* a chunk ends after so many rich items, or so many items in all */
+
+static ngx_uint_t
+ngx_graph_notify_chunk_end(ngx_graph_notify_ctx_t *ctx)
+{
+    ngx_uint_t  to, rich;
+
+    rich = 0;
+
+    for (to = ctx->next; to < ctx->n; to++) {
+
+        if (to - ctx->next == NGX_GRAPH_NOTIFY_CHUNK_ITEMS) {
+            break;
+        }
+
+        if (!ctx->slots[to].dropped && ctx->slots[to].rich) {
+            if (rich == NGX_GRAPH_NOTIFY_CHUNK_RICH) {
+                break;
+            }
+
+            rich++;
+        }
+    }
+
+    return to;
+}
+
+
+/*
+ * Decrypts the rich items of slots [from, to) and makes the output line
+ * of every accepted one.  Runs on any thread.
+ */
+
+static void
+ngx_graph_notify_chunk(ngx_graph_notify_ctx_t *ctx, ngx_uint_t from,
+    ngx_uint_t to)
+{
+    ngx_str_t                    *plain;
+    ngx_uint_t                    i, m;
+    ngx_graph_notify_slot_t      *slot;
+    ngx_graph_notify_decrypt_t   *jobs[NGX_GRAPH_NOTIFY_CHUNK_RICH];
+
+    m = 0;
+
+    for (i = from; i < to; i++) {
+        if (!ctx->slots[i].dropped && ctx->slots[i].rich) {
+            jobs[m++] = ctx->slots[i].rich;
+        }
+    }
+
+    if (m) {
+        ngx_graph_notify_decrypt_run(jobs, m);
+    }
+
+    for (i = from; i < to; i++) {
+        slot = &ctx->slots[i];
+        plain = NULL;
+
+        if (slot->dropped) {
+            continue;
+        }
+
+        if (slot->rich) {
+
+            if (slot->rich->rc == NGX_ERROR) {
+                ngx_graph_notify_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      NULL);
+                return;
+            }
+
+            if (slot->rich->rc == NGX_DECLINED) {
+                slot->dropped = 1;
+                slot->reason = slot->rich->reason;
+                continue;
+            }
+
+            plain = &slot->rich->plain;
+        }
+
+        if (ngx_graph_notify_line(ctx->pool, slot->item, slot->kind,
+                                  ctx->received, plain, &slot->entry.line)
+            != NGX_OK)
+        {
+            ngx_graph_notify_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+            return;
+        }
+    }
+}
+
+
+#if (NGX_THREADS)
+
+/*
+ * The RSA step costs about a millisecond per item with a 2048-bit key and
+ * five with a 4096-bit one, and parsing a large body tens: on the event
+ * loop, they would hold every connection of the worker.  They run in the
+ * thread pool instead, one stage at a time, each bounded (one intake, or
+ * one chunk), so that other requests' stages take turns in the pool; the
+ * request waits, blocked, meanwhile.
+ */
+
+static ngx_int_t
+ngx_graph_notify_post(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx,
+    ngx_graph_notify_stage_e stage)
+{
+    ngx_uint_t                     held;
+    ngx_thread_task_t             *task;
+    ngx_graph_notify_main_conf_t  *gmcf;
+    u_char                         buf[64];
+
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
+
+    task = ctx->task;
+
+    if (task == NULL) {
+        task = ngx_thread_task_alloc(r->pool, 0);
+        if (task == NULL) {
+            return NGX_ERROR;
+        }
+
+        task->ctx = ctx;
+        task->handler = ngx_graph_notify_thread;
+        task->event.handler = ngx_graph_notify_thread_done;
+        task->event.data = r;
+
+        ctx->task = task;
+    }
+
+    ctx->stage = stage;
+
+    if (ngx_thread_task_post(gmcf->thread_pool, task) != NGX_OK) {
+
+        /* the pool's queue is full: NGINX logged it, Graph retries */
+
+        if (ngx_graph_notify_ratelog_allow(
+                &ngx_graph_notify_log[NGX_GRAPH_NOTIFY_LOG_OVERLOAD], &held))
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "graph_notify: thread pool \"%V\" is full, "
+                          "batch refused with 503%s",
+                          &gmcf->thread_pool_name,
+                          ngx_graph_notify_held(held, buf, sizeof(buf)));
+        }
+
+        return NGX_ERROR;
+    }
+
+    r->main->blocked++;
+    r->aio = 1;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_thread(void *data, ngx_log_t *log)
+{
+    ngx_graph_notify_ctx_t *ctx = data;
+
+    if (ctx->stage == NGX_GRAPH_NOTIFY_STAGE_INTAKE) {
+        ngx_graph_notify_intake(ctx);
+        return;
+    }
+
+    ngx_graph_notify_chunk(ctx, ctx->from, ctx->to);
+}
+
+
+static void
+ngx_graph_notify_thread_done(ngx_event_t *ev)
+{
+    ngx_connection_t        *c;
+    ngx_http_request_t      *r;
+    ngx_graph_notify_ctx_t  *ctx;
+
+    r = ev->data;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_graph_notify_module);
+
+    if (ctx->stage == NGX_GRAPH_NOTIFY_STAGE_CHUNK) {
+        ctx->next = ctx->to;
+    }
+
+    ngx_graph_notify_next(r, ctx);
+
+    ngx_http_run_posted_requests(c);
+}
+
+#endif
+
+
+/*
+ * The one place where a batch's accepted items are pushed onto the queue
+ * and the answer is decided: 202 when every accepted item is kept, 503
+ * with Retry-After when none could be.
+ */
+
+static ngx_int_t
+ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
+{
+    size_t                         i;
+    ngx_int_t                      rc;
+    ngx_uint_t                     k, held;
+    u_char                         buf[64];
+    ngx_graph_notify_slot_t       *slot;
+    ngx_graph_notify_entry_t      *entries;
+    ngx_graph_notify_queue_t      *q;
+    ngx_graph_notify_drops_t       drops;
+    ngx_graph_notify_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
+    q = gmcf->shm_zone->data;
+
+    entries = ngx_palloc(r->pool, (ctx->n ? ctx->n : 1)
+                                  * sizeof(ngx_graph_notify_entry_t));
     if (entries == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_memzero(&drops, sizeof(ngx_graph_notify_drops_t));
     k = 0;
 
-    for (i = 0; i < n; i++) {
-        rc = ngx_graph_notify_item(r, glcf, json_array_get(value, i),
-                                   &entries[k], &reason);
+    for (i = 0; i < ctx->n; i++) {
+        slot = &ctx->slots[i];
 
-        if (rc == NGX_OK) {
-            k++;
+        if (slot->dropped) {
+            if (drops.total++ == 0) {
+                drops.first_index = i;
+                drops.first_reason = slot->reason;
+                drops.first_item = slot->item;
+            }
+
+            drops.dropped[slot->reason]++;
             continue;
         }
 
-        if (rc == NGX_ERROR) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            goto done;
-        }
-
-        if (drops.total++ == 0) {
-            drops.first_index = i;
-            drops.first_reason = reason;
-            drops.first_item = json_array_get(value, i);
-        }
-
-        drops.dropped[reason]++;
+        entries[k++] = slot->entry;
     }
 
-    if (k && ngx_graph_notify_queue_push(q, entries, k, &tokens_json)
+    if (k && ngx_graph_notify_queue_push(q, entries, k, &ctx->tokens)
              != NGX_OK)
     {
 
@@ -381,38 +906,24 @@ ngx_graph_notify_process(ngx_http_request_t *r)
 
         ngx_graph_notify_stat_inc(q, queue_full);
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "graph_notify: queue full (%ui items, %uz bytes), "
-                      "%ui item(s) refused with 503",
-                      q->sh->count, q->sh->bytes, k);
-
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            goto done;
+        if (ngx_graph_notify_ratelog_allow(
+                &ngx_graph_notify_log[NGX_GRAPH_NOTIFY_LOG_QUEUE_FULL], &held))
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "graph_notify: queue full (%ui items, %uz bytes), "
+                          "%ui item(s) refused with 503%s",
+                          q->sh->count, q->sh->bytes, k,
+                          ngx_graph_notify_held(held, buf, sizeof(buf)));
         }
 
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        h->value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (h->value.data == NULL) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            goto done;
-        }
-
-        h->value.len = ngx_sprintf(h->value.data, "%d",
-                                   NGX_GRAPH_NOTIFY_RETRY_AFTER)
-                       - h->value.data;
-
-        rc = NGX_HTTP_SERVICE_UNAVAILABLE;
-        goto done;
+        return ngx_graph_notify_unavailable(r);
     }
 
     if (k) {
         ngx_graph_notify_queue_wake(q, gmcf->wake_fd, r->connection->log);
     }
 
-    ngx_graph_notify_stat_add(q, items_received, n);
+    ngx_graph_notify_stat_add(q, items_received, ctx->n);
     ngx_graph_notify_stat_add(q, items_accepted, k);
 
     if (drops.total) {
@@ -422,11 +933,11 @@ ngx_graph_notify_process(ngx_http_request_t *r)
             }
         }
 
-        ngx_graph_notify_log_drops(r, &drops, n);
+        ngx_graph_notify_log_drops(r, &drops, ctx->n);
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "graph_notify: queued %ui of %uz item(s)", k, n);
+                   "graph_notify: queued %ui of %uz item(s)", k, ctx->n);
 
     r->headers_out.status = NGX_HTTP_ACCEPTED;
     r->headers_out.content_length_n = 0;
@@ -438,15 +949,56 @@ ngx_graph_notify_process(ngx_http_request_t *r)
         rc = ngx_http_send_special(r, NGX_HTTP_LAST);
     }
 
-done:
+    return rc;
+}
 
-    if (tokens_json.data) {
-        free(tokens_json.data);
+
+/* a batch refused as a whole: counted, logged (rate-limited), answered */
+
+static ngx_int_t
+ngx_graph_notify_failed(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
+{
+    ngx_graph_notify_queue_t      *q;
+    ngx_graph_notify_main_conf_t  *gmcf;
+
+    if (ctx->fmt == NULL) {
+        return ctx->status;
     }
 
-    json_decref(root);
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
+    q = gmcf->shm_zone->data;
 
-    return rc;
+    ngx_graph_notify_stat_inc(q, rejected);
+
+    return ngx_graph_notify_reject_line(r, ctx->status, ctx->fmt, ctx->msg,
+                                        ctx->msg_len);
+}
+
+
+/* 503 with Retry-After: nothing of the batch was kept */
+
+static ngx_int_t
+ngx_graph_notify_unavailable(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    h->value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (h->value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->value.len = ngx_sprintf(h->value.data, "%d",
+                               NGX_GRAPH_NOTIFY_RETRY_AFTER)
+                   - h->value.data;
+
+    return NGX_HTTP_SERVICE_UNAVAILABLE;
 }
 
 
@@ -518,17 +1070,18 @@ ngx_graph_notify_read_body(ngx_http_request_t *r, ngx_str_t *body)
 
 
 static ngx_int_t
-ngx_graph_notify_item(ngx_http_request_t *r,
-    ngx_graph_notify_loc_conf_t *glcf, json_t *item,
-    ngx_graph_notify_entry_t *entry, ngx_graph_notify_drop_e *reason)
+ngx_graph_notify_item(ngx_graph_notify_ctx_t *ctx,
+    ngx_graph_notify_slot_t *slot)
 {
-    json_t       *cs, *enc, *v;
-    ngx_int_t     rc;
-    ngx_str_t     value, plain, *pplain, resource;
-    const char   *kind;
+    json_t                       *cs, *enc, *item, *v;
+    ngx_str_t                     value, resource;
+    ngx_graph_notify_loc_conf_t  *glcf;
+
+    item = slot->item;
+    glcf = ctx->glcf;
 
     if (ngx_graph_notify_check_item(item) != NGX_OK) {
-        *reason = NGX_GRAPH_NOTIFY_DROP_MALFORMED;
+        slot->reason = NGX_GRAPH_NOTIFY_DROP_MALFORMED;
         return NGX_DECLINED;
     }
 
@@ -536,7 +1089,7 @@ ngx_graph_notify_item(ngx_http_request_t *r,
         cs = json_object_get(item, "clientState");
 
         if (!json_is_string(cs)) {
-            *reason = NGX_GRAPH_NOTIFY_DROP_CLIENT_STATE;
+            slot->reason = NGX_GRAPH_NOTIFY_DROP_CLIENT_STATE;
             return NGX_DECLINED;
         }
 
@@ -544,7 +1097,7 @@ ngx_graph_notify_item(ngx_http_request_t *r,
         value.len = json_string_length(cs);
 
         if (!ngx_graph_notify_secret_match(&value, glcf->client_states)) {
-            *reason = NGX_GRAPH_NOTIFY_DROP_CLIENT_STATE;
+            slot->reason = NGX_GRAPH_NOTIFY_DROP_CLIENT_STATE;
             return NGX_DECLINED;
         }
     }
@@ -554,59 +1107,53 @@ ngx_graph_notify_item(ngx_http_request_t *r,
                                            json_object_get(item, "tenantId"))
            != NGX_OK)
     {
-        *reason = NGX_GRAPH_NOTIFY_DROP_TENANT;
+        slot->reason = NGX_GRAPH_NOTIFY_DROP_TENANT;
         return NGX_DECLINED;
     }
 
-    pplain = NULL;
     enc = json_object_get(item, "encryptedContent");
 
     /* what the helper needs to route the item, kept in its header */
 
     v = json_object_get(item, "tenantId");
-    entry->tenant.data = (u_char *) json_string_value(v);
-    entry->tenant.len = json_string_length(v);
-    ngx_str_null(&entry->record);
+    slot->entry.tenant.data = (u_char *) json_string_value(v);
+    slot->entry.tenant.len = json_string_length(v);
+    ngx_str_null(&slot->entry.record);
 
     if (json_object_get(item, "lifecycleEvent")) {
-        kind = "lifecycle";
-        entry->kind = NGX_GRAPH_NOTIFY_KIND_LIFECYCLE;
+        slot->kind = "lifecycle";
+        slot->entry.kind = NGX_GRAPH_NOTIFY_KIND_LIFECYCLE;
 
     } else if (enc) {
-        kind = "rich";
-        entry->kind = NGX_GRAPH_NOTIFY_KIND_RICH;
+        slot->kind = "rich";
+        slot->entry.kind = NGX_GRAPH_NOTIFY_KIND_RICH;
 
-        rc = ngx_graph_notify_decrypt_item(r, glcf, enc, &plain, reason);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        pplain = &plain;
+        return ngx_graph_notify_prepare_rich(ctx, enc, slot);
 
     } else {
-        kind = "basic";
-        entry->kind = NGX_GRAPH_NOTIFY_KIND_OTHER;
+        slot->kind = "basic";
+        slot->entry.kind = NGX_GRAPH_NOTIFY_KIND_OTHER;
 
         v = json_object_get(item, "resource");
         resource.data = (u_char *) json_string_value(v);
         resource.len = json_string_length(v);
 
-        if (entry->tenant.len
-            && ngx_graph_notify_record_id(&resource, &entry->record)
-               == NGX_OK)
+        if (ngx_graph_notify_record_id(&resource, &slot->entry.record)
+            == NGX_OK)
         {
-            entry->kind = NGX_GRAPH_NOTIFY_KIND_CALL_RECORD;
+            slot->entry.kind = NGX_GRAPH_NOTIFY_KIND_CALL_RECORD;
         }
     }
 
-    return ngx_graph_notify_line(r, item, kind, pplain, &entry->line);
+    return NGX_OK;
 }
 
 
 static ngx_int_t
 ngx_graph_notify_check_item(json_t *item)
 {
-    json_t  *v;
+    json_t     *v;
+    ngx_str_t   id;
 
     /* the fields the helper and the output rely on, with their types */
 
@@ -619,8 +1166,17 @@ ngx_graph_notify_check_item(json_t *item)
         return NGX_DECLINED;
     }
 
+    /* the tenant routes the item and names a token: a GUID, nothing else */
+
     v = json_object_get(item, "tenantId");
     if (!json_is_string(v)) {
+        return NGX_DECLINED;
+    }
+
+    id.data = (u_char *) json_string_value(v);
+    id.len = json_string_length(v);
+
+    if (ngx_graph_notify_is_guid(&id) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -677,11 +1233,10 @@ ngx_graph_notify_tenant_allowed(ngx_graph_notify_loc_conf_t *glcf,
 
 
 static ngx_int_t
-ngx_graph_notify_decrypt_item(ngx_http_request_t *r,
-    ngx_graph_notify_loc_conf_t *glcf, json_t *enc, ngx_str_t *plain,
-    ngx_graph_notify_drop_e *reason)
+ngx_graph_notify_prepare_rich(ngx_graph_notify_ctx_t *ctx, json_t *enc,
+    ngx_graph_notify_slot_t *slot)
 {
-    json_t                        *v, *parsed;
+    json_t                        *v;
     ngx_int_t                      rc;
     ngx_uint_t                     i;
     ngx_str_t                     *field[5];
@@ -707,7 +1262,7 @@ ngx_graph_notify_decrypt_item(ngx_http_request_t *r,
         }
 
         if (!json_is_string(v)) {
-            *reason = NGX_GRAPH_NOTIFY_DROP_MALFORMED;
+            slot->reason = NGX_GRAPH_NOTIFY_DROP_MALFORMED;
             return NGX_DECLINED;
         }
 
@@ -715,50 +1270,41 @@ ngx_graph_notify_decrypt_item(ngx_http_request_t *r,
         field[i]->len = json_string_length(v);
     }
 
-    rc = ngx_graph_notify_decrypt(r->pool, glcf->keys, &e, plain, reason);
+    slot->rich = ngx_palloc(ctx->pool, sizeof(ngx_graph_notify_decrypt_t));
+    if (slot->rich == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_graph_notify_decrypt_prepare(ctx->pool, ctx->glcf->keys, &e,
+                                          slot->rich, &slot->reason);
 
     if (rc != NGX_OK) {
-        return rc;
+        slot->rich = NULL;
     }
 
-    /* the resource must be JSON: it is written into the output as is */
-
-    parsed = json_loadb((char *) plain->data, plain->len, JSON_DECODE_ANY,
-                        NULL);
-
-    if (!json_is_object(parsed)) {
-        json_decref(parsed);
-        *reason = NGX_GRAPH_NOTIFY_DROP_NOT_JSON;
-        return NGX_DECLINED;
-    }
-
-    json_decref(parsed);
-
-    return NGX_OK;
+    return rc;
 }
 
 
 static ngx_int_t
-ngx_graph_notify_line(ngx_http_request_t *r, json_t *item, const char *kind,
-    ngx_str_t *plain, ngx_str_t *line)
+ngx_graph_notify_line(ngx_pool_t *pool, json_t *item, const char *kind,
+    u_char *received, ngx_str_t *plain, ngx_str_t *line)
 {
     u_char      *p, *d, *end;
     char        *dump;
     size_t       len;
     json_t      *out, *v;
+    ngx_uint_t   i;
     const char  *key;
-    u_char       ts[sizeof("1970-01-01T00:00:00.000Z")];
 
     static const char  rich_key[] = ",\"decryptedResource\":";
-
-    (void) ngx_graph_notify_timestamp(ts);
 
     out = json_object();
     if (out == NULL) {
         return NGX_ERROR;
     }
 
-    if (json_object_set_new(out, "receivedAt", json_string((char *) ts))
+    if (json_object_set_new(out, "receivedAt", json_string((char *) received))
         != 0
         || json_object_set_new(out, "kind", json_string(kind)) != 0)
     {
@@ -766,14 +1312,15 @@ ngx_graph_notify_line(ngx_http_request_t *r, json_t *item, const char *kind,
         return NGX_ERROR;
     }
 
-    /* the secret and the ciphertext never reach the output */
-
     json_object_foreach(item, key, v) {
-        if (ngx_strcmp(key, "clientState") == 0
-            || ngx_strcmp(key, "encryptedContent") == 0
-            || ngx_strcmp(key, "receivedAt") == 0
-            || ngx_strcmp(key, "kind") == 0)
-        {
+
+        for (i = 0; ngx_graph_notify_own_keys[i]; i++) {
+            if (ngx_strcmp(key, ngx_graph_notify_own_keys[i]) == 0) {
+                break;
+            }
+        }
+
+        if (ngx_graph_notify_own_keys[i]) {
             continue;
         }
 
@@ -796,7 +1343,7 @@ ngx_graph_notify_line(ngx_http_request_t *r, json_t *item, const char *kind,
         len += sizeof(rich_key) - 1 + plain->len;
     }
 
-    line->data = ngx_pnalloc(r->pool, len);
+    line->data = ngx_pnalloc(pool, len);
     if (line->data == NULL) {
         free(dump);
         return NGX_ERROR;
@@ -838,8 +1385,14 @@ ngx_graph_notify_log_drops(ngx_http_request_t *r,
     ngx_graph_notify_drops_t *drops, ngx_uint_t n)
 {
     u_char      *p, *last;
-    ngx_uint_t   i;
-    u_char       counts[256], sub[80];
+    ngx_uint_t   i, held;
+    u_char       counts[256], sub[80], buf[64];
+
+    if (!ngx_graph_notify_ratelog_allow(
+            &ngx_graph_notify_log[NGX_GRAPH_NOTIFY_LOG_DROPS], &held))
+    {
+        return;
+    }
 
     p = counts;
     last = counts + sizeof(counts);
@@ -860,9 +1413,10 @@ ngx_graph_notify_log_drops(ngx_http_request_t *r,
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "graph_notify: dropped %ui of %ui item(s) (%*s); "
-                  "first: item %ui, subscription %s: %s",
+                  "first: item %ui, subscription %s: %s%s",
                   drops->total, n, p - counts, counts, drops->first_index,
-                  sub, ngx_graph_notify_drop_text[drops->first_reason]);
+                  sub, ngx_graph_notify_drop_text[drops->first_reason],
+                  ngx_graph_notify_held(held, buf, sizeof(buf)));
 }
 
 
@@ -893,6 +1447,27 @@ ngx_graph_notify_sanitize(json_t *value, u_char *buf, size_t size)
 }
 
 
+/* records why a batch is refused; safe on any thread, nothing is logged */
+
+static void
+ngx_graph_notify_fail(ngx_graph_notify_ctx_t *ctx, ngx_int_t status,
+    const char *fmt, ...)
+{
+    va_list  args;
+
+    ctx->status = status;
+    ctx->fmt = fmt;
+
+    if (fmt) {
+        va_start(args, fmt);
+        ctx->msg_len = ngx_vslprintf(ctx->msg, ctx->msg + sizeof(ctx->msg),
+                                     fmt, args)
+                       - ctx->msg;
+        va_end(args);
+    }
+}
+
+
 static ngx_int_t
 ngx_graph_notify_reject(ngx_http_request_t *r, ngx_int_t status,
     const char *fmt, ...)
@@ -905,8 +1480,48 @@ ngx_graph_notify_reject(ngx_http_request_t *r, ngx_int_t status,
     p = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
     va_end(args);
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "graph_notify: %*s, answered %i", p - msg, msg, status);
+    return ngx_graph_notify_reject_line(r, status, fmt, msg, p - msg);
+}
+
+
+static ngx_int_t
+ngx_graph_notify_reject_line(ngx_http_request_t *r, ngx_int_t status,
+    const char *fmt, u_char *msg, size_t len)
+{
+    ngx_uint_t                       i, held;
+    ngx_graph_notify_reject_kind_t  *kind;
+    u_char                           buf[64];
+
+    /* the format names the kind; the last slot is shared if they run out */
+
+    kind = ngx_graph_notify_reject_kinds;
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_REJECT_KINDS - 1; i++) {
+        if (kind[i].fmt == fmt || kind[i].fmt == NULL) {
+            break;
+        }
+    }
+
+    kind[i].fmt = fmt;
+
+    if (ngx_graph_notify_ratelog_allow(&kind[i].log, &held)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "graph_notify: %*s, answered %i%s", len, msg, status,
+                      ngx_graph_notify_held(held, buf, sizeof(buf)));
+    }
 
     return status;
+}
+
+
+static char *
+ngx_graph_notify_held(ngx_uint_t held, u_char *buf, size_t size)
+{
+    if (held == 0) {
+        return "";
+    }
+
+    *ngx_slprintf(buf, buf + size - 1, "; %ui more suppressed", held) = '\0';
+
+    return (char *) buf;
 }

@@ -15,6 +15,9 @@
 #define NGX_GRAPH_NOTIFY_ZONE_NAME    "graph_notify"
 #define NGX_GRAPH_NOTIFY_ZONE_SIZE    (16 * 1024 * 1024)
 #define NGX_GRAPH_NOTIFY_MAX_ITEMS    100000
+#define NGX_GRAPH_NOTIFY_MAX_BATCH    1000
+#define NGX_GRAPH_NOTIFY_ITEM_SIZE    (512 * 1024)
+#define NGX_GRAPH_NOTIFY_OUTPUT_MODE  0640
 
 
 static void *ngx_graph_notify_create_main_conf(ngx_conf_t *cf);
@@ -61,7 +64,14 @@ static char *ngx_graph_notify_ca_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_graph_notify_check_app(ngx_conf_t *cf,
     ngx_graph_notify_main_conf_t *gmcf);
-static ngx_int_t ngx_graph_notify_is_guid(ngx_str_t *s);
+static char *ngx_graph_notify_output_mode(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_graph_notify_output_create(ngx_open_file_t *file,
+    ngx_uint_t mode, ngx_log_t *log);
+static void ngx_graph_notify_output_reopen(ngx_open_file_t *file,
+    ngx_log_t *log);
+static char *ngx_graph_notify_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_graph_notify_init_process(ngx_cycle_t *cycle);
 
 
@@ -77,6 +87,10 @@ static ngx_conf_num_bounds_t  ngx_graph_notify_rate_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_graph_notify_tenants_bounds = {
     ngx_conf_check_num_bounds, 1, 1000000
+};
+
+static ngx_conf_num_bounds_t  ngx_graph_notify_batch_bounds = {
+    ngx_conf_check_num_bounds, 1, 100000
 };
 
 
@@ -113,6 +127,34 @@ static ngx_command_t  ngx_graph_notify_commands[] = {
     { ngx_string("graph_notify_output"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_graph_notify_output,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_output_mode"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_output_mode,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_max_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_graph_notify_loc_conf_t, max_batch),
+      &ngx_graph_notify_batch_bounds },
+
+    { ngx_string("graph_notify_max_item_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_graph_notify_loc_conf_t, max_item_size),
+      NULL },
+
+    { ngx_string("graph_notify_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_thread_pool,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -305,6 +347,7 @@ ngx_graph_notify_create_main_conf(ngx_conf_t *cf)
      */
 
     gmcf->max_items = NGX_CONF_UNSET_UINT;
+    gmcf->output_mode = NGX_CONF_UNSET_UINT;
     gmcf->lease = NGX_CONF_UNSET;
     gmcf->wake_fd = NGX_INVALID_FILE;
     gmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
@@ -398,6 +441,44 @@ ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
         }
     }
 
+    ngx_conf_init_uint_value(gmcf->output_mode, NGX_GRAPH_NOTIFY_OUTPUT_MODE);
+
+    /*
+     * NGINX opens and reopens its files with mode 0644.  The output holds
+     * decrypted Teams content, so the module creates it first, with its
+     * own mode: now, before NGINX opens the files of this configuration,
+     * and before each reopen, from the file's flush callback, which NGINX
+     * calls just before it reopens the file.  A file that exists keeps
+     * its mode.
+     */
+
+    if (gmcf->output->flush == NULL) {
+        gmcf->output->flush = ngx_graph_notify_output_reopen;
+        gmcf->output->data = gmcf;
+    }
+
+    if (ngx_graph_notify_output_create(gmcf->output, gmcf->output_mode,
+                                       cf->log)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+#if (NGX_THREADS)
+
+    if (gmcf->thread_pool_name.len == 0) {
+        ngx_str_set(&gmcf->thread_pool_name, "default");
+    }
+
+    if (ngx_strcmp(gmcf->thread_pool_name.data, "off") != 0) {
+        gmcf->thread_pool = ngx_thread_pool_add(cf, &gmcf->thread_pool_name);
+        if (gmcf->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+#endif
+
     if (ngx_graph_notify_init_wake(cf, gmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
@@ -424,6 +505,9 @@ ngx_graph_notify_create_loc_conf(ngx_conf_t *cf)
      *     glcf->keys = NULL;
      */
 
+    glcf->max_batch = NGX_CONF_UNSET_UINT;
+    glcf->max_item_size = NGX_CONF_UNSET_SIZE;
+
     return glcf;
 }
 
@@ -448,6 +532,17 @@ ngx_graph_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->keys == NULL) {
         conf->keys = prev->keys;
+    }
+
+    ngx_conf_merge_uint_value(conf->max_batch, prev->max_batch,
+                              NGX_GRAPH_NOTIFY_MAX_BATCH);
+    ngx_conf_merge_size_value(conf->max_item_size, prev->max_item_size,
+                              NGX_GRAPH_NOTIFY_ITEM_SIZE);
+
+    if (conf->max_item_size < 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "graph_notify_max_item_size must be at least 1k");
+        return NGX_CONF_ERROR;
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -746,6 +841,133 @@ ngx_graph_notify_output(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
+ngx_graph_notify_output_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_graph_notify_main_conf_t *gmcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i, mode;
+
+    if (gmcf->output_mode != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    mode = 0;
+
+    /* octal, as chmod takes it; the owner (the worker user) must write */
+
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] < '0' || value[1].data[i] > '7' || i > 3) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid mode \"%V\", expected octal digits "
+                               "such as 0640", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        mode = mode * 8 + value[1].data[i] - '0';
+    }
+
+    if (value[1].len == 0 || mode > 0777 || (mode & 0600) != 0600) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid mode \"%V\", the owner needs read and "
+                           "write (0600 to 0777)", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mode & 0002) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "mode \"%V\" lets anyone on this host write the "
+                           "output", &value[1]);
+    }
+
+    gmcf->output_mode = mode;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_graph_notify_output_create(ngx_open_file_t *file, ngx_uint_t mode,
+    ngx_log_t *log)
+{
+    ngx_fd_t  fd;
+
+    fd = ngx_open_file(file->name.data, NGX_FILE_APPEND,
+                       NGX_FILE_CREATE_OR_OPEN|O_EXCL, mode);
+
+    if (fd == NGX_INVALID_FILE) {
+        if (ngx_errno == NGX_EEXIST) {
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      ngx_open_file_n " \"%V\" failed", &file->name);
+        return NGX_ERROR;
+    }
+
+    /* exactly this mode, whatever the umask */
+
+    if (fchmod(fd, (mode_t) mode) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "fchmod() \"%V\" failed", &file->name);
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed", &file->name);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_output_reopen(ngx_open_file_t *file, ngx_log_t *log)
+{
+    ngx_graph_notify_main_conf_t *gmcf = file->data;
+
+    /* nothing is buffered: this runs only to create the file first */
+
+    (void) ngx_graph_notify_output_create(file, gmcf->output_mode, log);
+}
+
+
+static char *
+ngx_graph_notify_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_graph_notify_main_conf_t *gmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (gmcf->thread_pool_name.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+#if !(NGX_THREADS)
+
+    if (ngx_strcmp(value[1].data, "off") != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "graph_notify_thread_pool \"%V\" needs an NGINX "
+                           "built --with-threads; use \"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+#endif
+
+    if (value[1].len == 0) {
+        return "takes a thread pool name or \"off\"";
+    }
+
+    gmcf->thread_pool_name = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
 ngx_graph_notify_client_state(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
@@ -958,7 +1180,7 @@ ngx_graph_notify_decryption_key(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_graph_notify_is_guid(ngx_str_t *s)
 {
     ngx_uint_t  k;

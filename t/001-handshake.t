@@ -59,13 +59,13 @@ graph_notify: validationToken has an invalid %-escape or a NUL byte, answered 40
 
 
 
-=== TEST 5: a broken escape is refused
+=== TEST 5: a broken escape is refused (one log line a second)
 --- request eval
 ["POST /graph/notify?validationToken=abc%G1", "POST /graph/notify?validationToken=abc%4"]
 --- error_code eval
 [400, 400]
 --- post_check
-is(log_count(qr/validationToken has an invalid %-escape or a NUL byte, answered 400/), 2, "one line per request");
+is(log_count(qr/validationToken has an invalid %-escape or a NUL byte, answered 400/), 1, "one line a second for the same kind");
 
 
 
@@ -100,6 +100,6 @@ validationToken is empty or longer than 1024 bytes, answered 400
 --- response_headers eval
 ["Allow: POST", "Allow: POST", "Allow: POST"]
 --- post_check
-is(log_count(qr/graph_notify: method GET not allowed, Graph uses POST/), 2, "GETs logged");
-is(log_count(qr/graph_notify: method PUT not allowed, Graph uses POST/), 1, "PUT logged");
+is(log_count(qr/graph_notify: method GET not allowed, Graph uses POST/), 1, "logged");
+is(log_count(qr/graph_notify: method \S+ not allowed/), 1, "one line a second for the same kind");
 is(status()->{rejected}, 3, "three rejections counted");

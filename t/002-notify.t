@@ -136,6 +136,7 @@ is($l[0]{lifecycleEvent}, "reauthorizationRequired", "event kept");
 === TEST 7: 10 000 items in one POST are all written, in order
 --- http_config
     graph_notify_zone graph_notify:32m;
+    graph_notify_max_batch 10000;
     graph_notify_path graph_notify_temp;
     graph_notify_output logs/graph_notify.ndjson;
     graph_notify_client_state secret-1;
