@@ -11,15 +11,16 @@ ngx_uint_t
 ngx_graph_notify_ratelog_allow(ngx_graph_notify_ratelog_t *rl,
     ngx_uint_t *held)
 {
-    time_t  now;
+    ngx_msec_t  now;
 
-    now = ngx_time();
+    now = ngx_current_msec;
 
-    if (rl->last != 0 && now - rl->last < 1) {
+    if (rl->logged && (ngx_msec_int_t) (now - rl->last) < 1000) {
         rl->suppressed++;
         return 0;
     }
 
+    rl->logged = 1;
     rl->last = now;
     *held = rl->suppressed;
     rl->suppressed = 0;

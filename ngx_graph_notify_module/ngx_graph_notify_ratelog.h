@@ -14,13 +14,15 @@
 
 /*
  * Log lines that a client can cause at will (bad bodies, drops, a full
- * queue) are written at most once a second per kind and process; the
- * next line written says how many were held back meanwhile.
+ * queue) are written at most once a second per kind and process: after a
+ * line, others of its kind are held back for 1000 ms, and the next line
+ * written says how many were.
  */
 
 typedef struct {
-    time_t                      last;
+    ngx_msec_t                  last;
     ngx_uint_t                  suppressed;
+    unsigned                    logged:1;
 } ngx_graph_notify_ratelog_t;
 
 

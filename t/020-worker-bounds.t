@@ -313,12 +313,15 @@ POST /graph/notify
 hello
 --- error_code: 400
 --- post_check
+my $t0 = time;
 for (1 .. 5) {
     GraphNotify::http_post("/graph/notify", "hello");
     GraphNotify::http_post("/graph/notify", GraphNotify::basic_body(GraphNotify::basic_item(client_state => "wrong")));
 }
-is(log_count(qr/graph_notify: request body is not JSON/), 1, "one line for six bad bodies");
-is(log_count(qr/graph_notify: dropped 1 of 1 item/), 1, "one line for five batches with drops");
+# a line a second at most: one, unless the burst took longer (valgrind)
+my $most = 1 + int(time - $t0);
+cmp_ok(log_count(qr/graph_notify: request body is not JSON/), '<=', $most, "one line for six bad bodies");
+cmp_ok(log_count(qr/graph_notify: dropped 1 of 1 item/), '<=', $most, "one line for five batches with drops");
 is(status()->{rejected}, 6, "every one counted");
 is(status()->{items}{dropped}{client_state}, 5, "every drop counted");
 # the next second: the next line tells how many were held back
@@ -329,7 +332,7 @@ my $line = wait_for(sub {
 }, 5);
 like($line, qr/; (\d+) more suppressed/, "the count comes with the next line");
 my ($n) = $line =~ /; (\d+) more suppressed/;
-cmp_ok($n, '>=', 5, "at least the five held back");
+cmp_ok($n, '>=', $most == 1 ? 5 : 1, "the ones held back");
 
 
 
