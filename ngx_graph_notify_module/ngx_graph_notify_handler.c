@@ -9,10 +9,18 @@
 #include "ngx_graph_notify_crypto.h"
 #include "ngx_graph_notify_ratelog.h"
 
+#if (NGX_THREADS && NGX_LINUX)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#endif
+
 
 /* per thread task: a batch never holds the pool, or a thread, for long */
 #define NGX_GRAPH_NOTIFY_CHUNK_RICH     16
 #define NGX_GRAPH_NOTIFY_CHUNK_ITEMS    256
+
+/* how much lower than the worker the threads of the pool run (nice) */
+#define NGX_GRAPH_NOTIFY_THREAD_NICE    5
 
 /* bodies up to this size are parsed on the event loop (under a ms) */
 #define NGX_GRAPH_NOTIFY_INLINE_BODY    (64 * 1024)
@@ -41,7 +49,7 @@ typedef struct {
     ngx_uint_t                  total;
     ngx_uint_t                  first_index;
     ngx_graph_notify_drop_e     first_reason;
-    json_t                     *first_item;
+    u_char                     *first_subscription;
 } ngx_graph_notify_drops_t;
 
 
@@ -86,6 +94,9 @@ typedef struct {
     const char                    *fmt;
     size_t                         msg_len;
     u_char                         msg[256];
+
+    /* the first dropped item's subscription, for the log */
+    u_char                         first_subscription[80];
 
     unsigned                       threaded:1;
 
@@ -739,6 +750,32 @@ ngx_graph_notify_chunk(ngx_graph_notify_ctx_t *ctx, ngx_uint_t from,
             return;
         }
     }
+
+    if (to < ctx->n) {
+        return;
+    }
+
+    /*
+     * The last chunk: every line is made, and the parsed body is freed
+     * here, on this thread, rather than on the event loop; the log keeps
+     * what it needs of the first dropped item.
+     */
+
+    for (i = 0; i < ctx->n; i++) {
+        if (ctx->slots[i].dropped) {
+            ngx_graph_notify_sanitize(
+                json_object_get(ctx->slots[i].item, "subscriptionId"),
+                ctx->first_subscription, sizeof(ctx->first_subscription));
+            break;
+        }
+    }
+
+    for (i = 0; i < ctx->n; i++) {
+        ctx->slots[i].item = NULL;
+    }
+
+    json_decref(ctx->root);
+    ctx->root = NULL;
 }
 
 
@@ -811,6 +848,28 @@ static void
 ngx_graph_notify_thread(void *data, ngx_log_t *log)
 {
     ngx_graph_notify_ctx_t *ctx = data;
+
+#if (NGX_LINUX)
+    int    base, nice;
+    pid_t  tid;
+
+    /*
+     * On a busy machine a decrypting thread gives way to the worker's
+     * event loop: Linux keeps a priority per thread, and this one is set
+     * below the worker's (lowering needs no privilege; it stays so).
+     */
+
+    tid = (pid_t) syscall(SYS_gettid);
+
+    errno = 0;
+    base = getpriority(PRIO_PROCESS, ngx_pid);
+    nice = getpriority(PRIO_PROCESS, tid);
+
+    if (errno == 0 && nice < base + NGX_GRAPH_NOTIFY_THREAD_NICE) {
+        (void) setpriority(PRIO_PROCESS, tid,
+                           ngx_min(base + NGX_GRAPH_NOTIFY_THREAD_NICE, 19));
+    }
+#endif
 
     if (ctx->stage == NGX_GRAPH_NOTIFY_STAGE_INTAKE) {
         ngx_graph_notify_intake(ctx);
@@ -888,7 +947,7 @@ ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
             if (drops.total++ == 0) {
                 drops.first_index = i;
                 drops.first_reason = slot->reason;
-                drops.first_item = slot->item;
+                drops.first_subscription = ctx->first_subscription;
             }
 
             drops.dropped[slot->reason]++;
@@ -1116,8 +1175,15 @@ ngx_graph_notify_item(ngx_graph_notify_ctx_t *ctx,
     /* what the helper needs to route the item, kept in its header */
 
     v = json_object_get(item, "tenantId");
-    slot->entry.tenant.data = (u_char *) json_string_value(v);
     slot->entry.tenant.len = json_string_length(v);
+    slot->entry.tenant.data = ngx_pnalloc(ctx->pool, slot->entry.tenant.len);
+    if (slot->entry.tenant.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(slot->entry.tenant.data, json_string_value(v),
+               slot->entry.tenant.len);
+
     ngx_str_null(&slot->entry.record);
 
     if (json_object_get(item, "lifecycleEvent")) {
@@ -1138,10 +1204,15 @@ ngx_graph_notify_item(ngx_graph_notify_ctx_t *ctx,
         resource.data = (u_char *) json_string_value(v);
         resource.len = json_string_length(v);
 
-        if (ngx_graph_notify_record_id(&resource, &slot->entry.record)
-            == NGX_OK)
-        {
+        if (ngx_graph_notify_record_id(&resource, &value) == NGX_OK) {
             slot->entry.kind = NGX_GRAPH_NOTIFY_KIND_CALL_RECORD;
+            slot->entry.record.len = value.len;
+            slot->entry.record.data = ngx_pnalloc(ctx->pool, value.len);
+            if (slot->entry.record.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(slot->entry.record.data, value.data, value.len);
         }
     }
 
@@ -1386,7 +1457,7 @@ ngx_graph_notify_log_drops(ngx_http_request_t *r,
 {
     u_char      *p, *last;
     ngx_uint_t   i, held;
-    u_char       counts[256], sub[80], buf[64];
+    u_char       counts[256], buf[64];
 
     if (!ngx_graph_notify_ratelog_allow(
             &ngx_graph_notify_log[NGX_GRAPH_NOTIFY_LOG_DROPS], &held))
@@ -1405,9 +1476,6 @@ ngx_graph_notify_log_drops(ngx_http_request_t *r,
         }
     }
 
-    ngx_graph_notify_sanitize(json_object_get(drops->first_item,
-                                              "subscriptionId"),
-                              sub, sizeof(sub));
 
     /* one line per request, however many items it dropped */
 
@@ -1415,7 +1483,8 @@ ngx_graph_notify_log_drops(ngx_http_request_t *r,
                   "graph_notify: dropped %ui of %ui item(s) (%*s); "
                   "first: item %ui, subscription %s: %s%s",
                   drops->total, n, p - counts, counts, drops->first_index,
-                  sub, ngx_graph_notify_drop_text[drops->first_reason],
+                  drops->first_subscription,
+                  ngx_graph_notify_drop_text[drops->first_reason],
                   ngx_graph_notify_held(held, buf, sizeof(buf)));
 }
 

@@ -362,26 +362,35 @@ print $s "POST /graph/notify HTTP/1.1\r\nHost: localhost\r\n"
 my $sel = IO::Select->new($s);
 
 # handshakes on other connections until the batch is answered
-my ($n, $worst, $late) = (0, 0, 0);
+my @took;
 my $end = time + 30 * valgrind_factor();
 until ($sel->can_read(0) || time > $end) {
+    my $n = @took;
     my $t0 = time;
     my $r = HTTP::Tiny->new(timeout => 5)->post(
         "http://127.0.0.1:$port/graph/notify?validationToken=tok$n", { content => '' });
-    my $took = time - $t0;
+    push @took, time - $t0;
     die "handshake: $r->{status}\n" unless $r->{status} == 200 && $r->{content} eq "tok$n";
-    $n++;
-    $worst = $took if $took > $worst;
-    $late++ if $took > 0.05 * valgrind_factor();
 }
 my $answer = '';
 $s->recv($answer, 4096) while $sel->can_read(10) && length($answer) < 12;
 like($answer, qr{^HTTP/1.1 202}, "the batch answered 202");
+
+# On the event loop the batch held the worker 1.2 s.  This machine is
+# shared, so the client's own scheduling shows too: 99 % within 50 ms, and
+# no handshake near the time the batch takes.
+my @sorted = sort { $a <=> $b } @took;
+my $n = @sorted;
+my $p99 = $sorted[int(0.99 * ($n - 1))];
 cmp_ok($n, '>=', 10, "$n handshakes answered while the batch was decrypted");
-is($late, 0, "none took over 50 ms (worst " . sprintf("%.1f", $worst * 1000) . " ms)");
+cmp_ok($p99, '<=', 0.05 * valgrind_factor(), sprintf("99 %% within 50 ms (p99 %.1f ms)", $p99 * 1000));
+cmp_ok($sorted[-1], '<=', 0.3 * valgrind_factor(), sprintf("the slowest in %.1f ms", $sorted[-1] * 1000));
 my $st = status();
 is($st->{items}{accepted}, 4000, "all 4,000 items decrypted and accepted");
 is($st->{handshakes}, $n, "every handshake counted");
+my @l = wait_lines(4000, 30);
+is(scalar @l, 4000, "all written");
+is($l[3999]{decryptedResource}{id}, "1732550001234", "decrypted");
 
 
 
