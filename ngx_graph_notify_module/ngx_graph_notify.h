@@ -157,6 +157,22 @@ typedef struct {
     ngx_atomic_t                tenants_paused;
     ngx_uint_t                  tenant_views;
     ngx_graph_notify_tenant_view_t  tenant_view[NGX_GRAPH_NOTIFY_TENANT_VIEWS];
+
+    /* the journal: counters of the workers, gauges of the helper */
+    ngx_atomic_t                journal_appends;
+    ngx_atomic_t                journal_failures;
+    ngx_atomic_t                journal_bytes;
+    ngx_atomic_t                journal_files;
+    ngx_atomic_t                journal_pending;
+    ngx_atomic_t                journal_oldest;
+    ngx_atomic_t                journal_unread;
+    ngx_atomic_t                journal_recoveries;
+    ngx_atomic_t                journal_recovered;
+    ngx_atomic_t                journal_torn;
+    ngx_atomic_t                journal_checkpoints;
+    ngx_atomic_t                journal_fsyncs;
+    ngx_atomic_t                journal_fsync_requests;
+    ngx_atomic_t                journal_fsync_group_max;
 } ngx_graph_notify_stats_t;
 
 
@@ -305,6 +321,9 @@ typedef struct {
     ngx_uint_t                  output_mode;
     time_t                      lease;
     ngx_fd_t                    wake_fd;
+
+    /* graph_notify_sync: the 202 waits for the journal's fsync */
+    ngx_flag_t                  sync;
 
     /* the Graph client of the helper; off unless app_id is set */
     ngx_graph_notify_app_t      app;

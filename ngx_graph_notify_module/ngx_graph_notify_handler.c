@@ -8,6 +8,7 @@
 #include "ngx_graph_notify_bounds.h"
 #include "ngx_graph_notify_crypto.h"
 #include "ngx_graph_notify_ratelog.h"
+#include "ngx_graph_notify_journal.h"
 
 #if (NGX_THREADS && NGX_LINUX)
 #include <sys/resource.h>
@@ -919,7 +920,7 @@ static ngx_int_t
 ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
 {
     size_t                         i;
-    ngx_int_t                      rc;
+    ngx_int_t                      rc, jrc;
     ngx_uint_t                     k, held;
     u_char                         buf[64];
     ngx_graph_notify_slot_t       *slot;
@@ -957,9 +958,25 @@ ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
         entries[k++] = slot->entry;
     }
 
-    if (k && ngx_graph_notify_queue_push(q, entries, k, &ctx->tokens)
-             != NGX_OK)
-    {
+    /*
+     * Journaled and queued, the whole batch, before the 202; or nothing,
+     * and a 503 makes Graph deliver the batch again.
+     */
+
+    jrc = k ? ngx_graph_notify_journal_append(gmcf, entries, k, &ctx->tokens,
+                                              r->pool, r->connection->log)
+            : NGX_OK;
+
+    if (jrc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (jrc == NGX_DECLINED) {
+        /* the journal cannot take it: counted and logged by the journal */
+        return ngx_graph_notify_unavailable(r);
+    }
+
+    if (jrc == NGX_BUSY) {
 
         /* nothing was queued: a 503 makes Graph deliver the batch again */
 

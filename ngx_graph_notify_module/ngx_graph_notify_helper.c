@@ -6,6 +6,7 @@
 
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_subscription.h"
+#include "ngx_graph_notify_journal.h"
 
 
 /* items written per output write, and batches per turn of the loop */
@@ -123,6 +124,17 @@ ngx_graph_notify_helper_start(ngx_cycle_t *cycle)
     ngx_graph_notify_stat_inc(h->queue, helper_starts);
     h->queue->sh->stats.helper_pid = ngx_pid;
 
+    /*
+     * Nothing is taken before the journal is ours: recovery first, and a
+     * helper of a previous generation may still hold it for a moment.
+     */
+
+    if (ngx_graph_notify_journal_open(cycle, gmcf) == NGX_AGAIN) {
+        ngx_log_error(NGX_LOG_NOTICE, h->log, 0,
+                      "graph_notify: waiting for the previous helper to "
+                      "release the journal");
+    }
+
     ngx_log_error(NGX_LOG_NOTICE, h->log, 0,
                   "graph_notify: helper started, output \"%V\"",
                   &gmcf->output->name);
@@ -193,12 +205,15 @@ ngx_graph_notify_helper_poll_handler(ngx_event_t *ev)
         h->renewed = now;
     }
 
+    ngx_graph_notify_journal_poll();
+
     ngx_graph_notify_graph_poll();
 
     ngx_graph_notify_helper_drain(h);
 
     if (!ngx_exiting) {
-        ngx_add_timer(&h->poll, NGX_GRAPH_NOTIFY_POLL);
+        ngx_add_timer(&h->poll, ngx_graph_notify_journal_ready()
+                                ? NGX_GRAPH_NOTIFY_POLL : 100);
     }
 }
 
@@ -235,12 +250,18 @@ ngx_graph_notify_helper_drain(ngx_graph_notify_helper_t *h)
         ngx_delete_posted_event(&h->drain);
     }
 
+    if (!ngx_graph_notify_journal_ready()) {
+        return;
+    }
+
     ngx_graph_notify_queue_awake(h->queue);
 
     for (round = 0; round < NGX_GRAPH_NOTIFY_ROUNDS; round++) {
         rc = ngx_graph_notify_helper_batch(h);
 
         if (rc == NGX_DECLINED) {
+            /* room in the zone: more of a journal being recovered */
+            ngx_graph_notify_journal_recover();
             return;
         }
 
@@ -356,6 +377,8 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
     for (i = 0; i < n; i++) {
         ngx_graph_notify_queue_done(h->queue, &jobs[i]);
     }
+
+    ngx_graph_notify_journal_flush();
 
     ngx_graph_notify_stat_add(h->queue, items_written, n);
 

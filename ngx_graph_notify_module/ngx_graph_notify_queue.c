@@ -5,6 +5,7 @@
 
 
 #include "ngx_graph_notify.h"
+#include "ngx_graph_notify_journal.h"
 
 
 /*
@@ -537,6 +538,12 @@ ngx_graph_notify_queue_done(ngx_graph_notify_queue_t *q,
     }
 
     ngx_shmtx_unlock(&q->shpool->mutex);
+
+    /* consumed: the journal records it once the output write is over */
+
+    if (item) {
+        ngx_graph_notify_journal_done(&job->journal);
+    }
 }
 
 

@@ -15,6 +15,8 @@ typedef struct {
     size_t                      bytes;
     size_t                      zone_size;
     ngx_uint_t                  max_items;
+    ngx_uint_t                  lanes[NGX_GRAPH_NOTIFY_LANES];
+    ngx_uint_t                  sync;
     time_t                      now;
     u_char                      token_error[160];
 } ngx_graph_notify_snapshot_t;
@@ -28,7 +30,7 @@ static u_char *ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
     ngx_graph_notify_snapshot_t *s);
 
 
-#define NGX_GRAPH_NOTIFY_STATUS_SIZE  8192
+#define NGX_GRAPH_NOTIFY_STATUS_SIZE  16384
 
 
 ngx_int_t
@@ -74,6 +76,7 @@ ngx_graph_notify_status_handler(ngx_http_request_t *r)
 
     ngx_graph_notify_snapshot(gmcf->shm_zone->data, gmcf->shm_zone, &s);
     s.max_items = gmcf->max_items;
+    s.sync = gmcf->sync;
 
     b = ngx_create_temp_buf(r->pool, NGX_GRAPH_NOTIFY_STATUS_SIZE
                         + ngx_graph_notify_subscription_status_size(gmcf));
@@ -141,6 +144,10 @@ ngx_graph_notify_snapshot(ngx_graph_notify_queue_t *q, ngx_shm_zone_t *zone,
 
     s->pending = q->sh->count - s->inflight;
 
+    for (i = 0; i < NGX_GRAPH_NOTIFY_LANES; i++) {
+        s->lanes[i] = q->sh->lane_count[i];
+    }
+
     ngx_shmtx_unlock(&q->shpool->mutex);
 
     /* from the identity platform's answer: only the safe characters */
@@ -198,12 +205,15 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
     p = ngx_slprintf(p, last,
                      "}},\"queue\":{\"items\":%ui,\"pending\":%ui,"
                      "\"inflight\":%ui,\"bytes\":%uz,\"maxItems\":%ui,"
-                     "\"zoneSize\":%uz},"
+                     "\"zoneSize\":%uz,\"lanes\":{\"write\":%ui,"
+                     "\"record\":%ui}},"
                      "\"helper\":{\"pid\":%uA,\"starts\":%uA,"
                      "\"heartbeatAge\":%T,\"leaseReclaims\":%uA,"
                      "\"outputErrors\":%uA},",
                      s->pending + s->inflight, s->pending, s->inflight,
                      s->bytes, s->max_items, s->zone_size,
+                     s->lanes[NGX_GRAPH_NOTIFY_LANE_WRITE],
+                     s->lanes[NGX_GRAPH_NOTIFY_LANE_RECORD],
                      st->helper_pid, st->helper_starts,
                      st->helper_heartbeat
                          ? s->now - (time_t) st->helper_heartbeat : -1,
@@ -275,7 +285,27 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                          st->records_dropped[i]);
     }
 
-    p = ngx_slprintf(p, last, "}}");
+    p = ngx_slprintf(p, last, "}},");
+
+    p = ngx_slprintf(p, last,
+                     "\"journal\":{\"sync\":%s,\"bytes\":%uA,"
+                     "\"files\":%uA,\"pending\":%uA,"
+                     "\"oldestPendingAge\":%T,\"unreadBytes\":%uA,"
+                     "\"appends\":%uA,\"failures\":%uA,"
+                     "\"recoveries\":%uA,\"recovered\":%uA,\"torn\":%uA,"
+                     "\"checkpoints\":%uA,\"fsyncs\":%uA,"
+                     "\"fsyncRequests\":%uA,\"fsyncGroupMax\":%uA}",
+                     s->sync ? "true" : "false",
+                     st->journal_bytes, st->journal_files,
+                     st->journal_pending,
+                     st->journal_oldest
+                         ? s->now - (time_t) st->journal_oldest : 0,
+                     st->journal_unread, st->journal_appends,
+                     st->journal_failures, st->journal_recoveries,
+                     st->journal_recovered, st->journal_torn,
+                     st->journal_checkpoints, st->journal_fsyncs,
+                     st->journal_fsync_requests,
+                     st->journal_fsync_group_max);
 
     return p;
 }
@@ -480,6 +510,84 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                                 "1 while the Graph client cannot start.");
     p = ngx_slprintf(p, last, "graph_notify_graph_client_failing %uA\n",
                      st->graph_failing);
+
+    p = ngx_graph_notify_metric(p, last, "queue_lane_items", "gauge",
+                                "Pending items, by lane.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_queue_lane_items{lane=\"write\"} %ui\n"
+                     "graph_notify_queue_lane_items{lane=\"record\"} %ui\n",
+                     s->lanes[NGX_GRAPH_NOTIFY_LANE_WRITE],
+                     s->lanes[NGX_GRAPH_NOTIFY_LANE_RECORD]);
+
+    p = ngx_graph_notify_metric(p, last, "journal_bytes", "gauge",
+                                "Bytes of journal files on disk.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_bytes %uA\n",
+                     st->journal_bytes);
+
+    p = ngx_graph_notify_metric(p, last, "journal_pending", "gauge",
+                                "Journaled items not written yet.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_pending %uA\n",
+                     st->journal_pending);
+
+    p = ngx_graph_notify_metric(p, last, "journal_oldest_pending_seconds",
+                                "gauge", "Age of the oldest journaled item "
+                                "not written yet.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_journal_oldest_pending_seconds %T\n",
+                     st->journal_oldest
+                         ? s->now - (time_t) st->journal_oldest : 0);
+
+    p = ngx_graph_notify_metric(p, last, "journal_unread_bytes", "gauge",
+                                "Bytes of journals being recovered, not "
+                                "read yet.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_unread_bytes %uA\n",
+                     st->journal_unread);
+
+    p = ngx_graph_notify_metric(p, last, "journal_appends_total", "counter",
+                                "Batches journaled.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_appends_total %uA\n",
+                     st->journal_appends);
+
+    p = ngx_graph_notify_metric(p, last, "journal_failures_total", "counter",
+                                "Batches refused with 503 as the journal "
+                                "could not be written.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_failures_total %uA\n",
+                     st->journal_failures);
+
+    p = ngx_graph_notify_metric(p, last, "journal_recoveries_total",
+                                "counter", "Helper starts that recovered "
+                                "journals of another zone.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_recoveries_total %uA\n",
+                     st->journal_recoveries);
+
+    p = ngx_graph_notify_metric(p, last, "journal_recovered_total",
+                                "counter", "Items queued again from "
+                                "journals.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_recovered_total %uA\n",
+                     st->journal_recovered);
+
+    p = ngx_graph_notify_metric(p, last, "journal_torn_total", "counter",
+                                "Torn journal entries skipped.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_torn_total %uA\n",
+                     st->journal_torn);
+
+    p = ngx_graph_notify_metric(p, last, "journal_fsyncs_total", "counter",
+                                "Journal fsyncs (graph_notify_sync on).");
+    p = ngx_slprintf(p, last, "graph_notify_journal_fsyncs_total %uA\n",
+                     st->journal_fsyncs);
+
+    p = ngx_graph_notify_metric(p, last, "journal_fsync_requests_total",
+                                "counter", "Requests answered after a "
+                                "journal fsync; divided by fsyncs, the "
+                                "group size.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_journal_fsync_requests_total %uA\n",
+                     st->journal_fsync_requests);
+
+    p = ngx_graph_notify_metric(p, last, "journal_fsync_group_max", "gauge",
+                                "The largest fsync group.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_fsync_group_max %uA\n",
+                     st->journal_fsync_group_max);
 
     return p;
 }

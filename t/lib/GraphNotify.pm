@@ -23,6 +23,7 @@ our @EXPORT = qw(
     basic_item basic_body notify_url data_file log_count
     start_sim sim_get sim_post sim_record sim_faults sim_stats sim_reset
     sim_count record_lines wait_for rewrite_conf
+    nginx_processes stop_nginx_now kill_nginx start_nginx_again journal_files
 );
 
 my $json = JSON::PP->new->utf8->canonical->allow_nonref;
@@ -139,6 +140,69 @@ sub reload_nginx {
     my $old = helper_pid();
     kill 'HUP', nginx_pid();
     return wait_helper_pid($old);
+}
+
+# The running NGINX: its master first, then the master's children.
+sub nginx_processes {
+    my ($master) = @_;
+    $master ||= nginx_pid() or return ();
+    my @pids = ($master);
+    for my $stat (glob "/proc/[0-9]*/stat") {
+        my $s = read_file($stat);
+        next unless defined $s;
+        my ($pid, $state, $ppid) = $s =~ /^(\d+) \(.*\) (\S) (\d+)/s
+            or next;
+        push @pids, $pid if $ppid == $master && $state ne 'Z';
+    }
+    return @pids;
+}
+
+sub alive {
+    my ($pid) = @_;
+    return 0 unless kill 0, $pid;
+    my $s = read_file("/proc/$pid/stat") // '';
+    return $s !~ /^\d+ \(.*\) Z/s;
+}
+
+# Stops NGINX with a signal to its master ('QUIT' graceful, 'TERM' fast)
+# and waits until every one of its processes is gone.
+sub stop_nginx_now {
+    my ($sig) = @_;
+    my @pids = nginx_processes();
+    return 0 unless @pids;
+    kill $sig, $pids[0];
+    return wait_for(sub { !grep { alive($_) } @pids }, 30);
+}
+
+# SIGKILL to every NGINX process at once: nothing runs an exit handler.
+sub kill_nginx {
+    my @pids = nginx_processes();
+    return 0 unless @pids;
+    kill 'KILL', @pids;
+    my $ok = wait_for(sub { !grep { alive($_) } @pids }, 30);
+    unlink servroot() . "/logs/nginx.pid";
+    return $ok;
+}
+
+# Starts NGINX again on the same server root (under valgrind too when the
+# suite runs so, as a daemon); returns the new helper's pid.
+sub start_nginx_again {
+    my $conf = servroot() . "/conf/nginx.conf";
+    my @cmd = ($ENV{TEST_NGINX_BINARY}, '-p', servroot() . '/', '-c', $conf);
+    if ($ENV{TEST_NGINX_USE_VALGRIND}) {
+        my $s = read_file($conf);
+        rewrite_conf("daemon off;", "daemon on;") if $s =~ /daemon off;/;
+        @cmd = @{ Test::Nginx::Socket::nginx_cmd(1) };
+    }
+    system(@cmd) == 0 or die "starting nginx: @cmd: $?\n";
+    return wait_helper_pid();
+}
+
+# The journal files in the helper's directory.
+sub journal_files {
+    my ($dir) = @_;
+    $dir ||= servroot() . "/graph_notify_temp";
+    return grep { m{/journal\.[0-9a-f]{16}\.\d+\.\d+$} } glob "$dir/journal.*";
 }
 
 sub vector {

@@ -1,0 +1,1785 @@
+
+/*
+ * Copyright (C) ngx_graph_notify_module authors
+ */
+
+
+#include "ngx_graph_notify.h"
+#include "ngx_graph_notify_journal.h"
+
+#include <sys/file.h>
+
+
+#define NGX_GRAPH_NOTIFY_JOURNAL_MAGIC    0x314a4e47     /* "GNJ1" */
+#define NGX_GRAPH_NOTIFY_STATE_MAGIC      0x31534e47     /* "GNS1" */
+
+/* a worker starts a new file past this size, so consumed ones go away */
+#define NGX_GRAPH_NOTIFY_JOURNAL_ROTATE   (16 * 1024 * 1024)
+
+/* entries read per turn of the helper's loop while recovering */
+#define NGX_GRAPH_NOTIFY_JOURNAL_BUDGET   1024
+
+/* done records buffered before a write */
+#define NGX_GRAPH_NOTIFY_JOURNAL_DONE_MAX 2048
+
+#define NGX_GRAPH_NOTIFY_JOURNAL_PREFIX   "journal."
+
+
+typedef struct {
+    uint32_t                      magic;
+    uint32_t                      len;
+    uint32_t                      crc;
+    uint32_t                      n;
+} ngx_graph_notify_jentry_t;
+
+
+typedef struct {
+    uint64_t                      seq;
+    uint32_t                      line_len;
+    uint32_t                      tenant_len;
+    uint32_t                      record_len;
+    uint32_t                      kind;
+} ngx_graph_notify_jitem_t;
+
+
+/* a record of "journal.done" */
+typedef struct {
+    uint64_t                      zone;
+    uint64_t                      seq;
+    uint32_t                      pid;
+    uint32_t                      file;
+} ngx_graph_notify_jdone_t;
+
+
+/* a file's record in "journal.state", followed by its seqs */
+typedef struct {
+    uint64_t                      zone;
+    uint32_t                      pid;
+    uint32_t                      file;
+    uint64_t                      consumed;     /* W */
+    uint64_t                      known;        /* E */
+    uint32_t                      npending;
+    uint32_t                      ndone;
+} ngx_graph_notify_jstate_t;
+
+
+/* the worker's own journal file */
+typedef struct {
+    ngx_fd_t                      fd;
+    off_t                         off;
+    uint32_t                      file;
+    ngx_uint_t                    refused;
+    time_t                        logged;
+    u_char                        name[NGX_MAX_PATH];
+} ngx_graph_notify_jwriter_t;
+
+
+/* a journal file as the helper knows it */
+typedef struct {
+    ngx_queue_t                   link;
+    ngx_pool_t                   *pool;
+    uint64_t                      zone;
+    uint32_t                      pid;
+    uint32_t                      file;
+    u_char                       *name;
+    ngx_uint_t                    own;
+    ngx_uint_t                    closed;
+    ngx_uint_t                    finished;
+    ngx_uint_t                    seen;
+    ngx_uint_t                    unsorted;
+    off_t                         size;
+
+    /* recovery of a file of another zone: the next entry to read */
+    off_t                         read;
+    ngx_uint_t                    read_item;
+
+    /* the checkpoint found at start, and done records since */
+    off_t                         ck_consumed;
+    off_t                         ck_known;
+    ngx_array_t                   pending;      /* uint64_t, sorted */
+    ngx_array_t                   done;         /* uint64_t, sorted */
+    ngx_array_t                   inzone;       /* uint64_t, sorted */
+
+    /* the latest look at the zone */
+    ngx_array_t                  *scan;
+    off_t                         scan_min;
+} ngx_graph_notify_jfile_t;
+
+
+typedef struct {
+    ngx_graph_notify_main_conf_t *gmcf;
+    ngx_graph_notify_queue_t     *queue;
+    ngx_log_t                    *log;
+    ngx_str_t                     dir;
+    ngx_fd_t                      lock_fd;
+    ngx_fd_t                      done_fd;
+    ngx_queue_t                   files;
+    ngx_uint_t                    ready;
+    ngx_uint_t                    dirty;
+    ngx_uint_t                    backlog;
+    ngx_uint_t                    recovered;
+    ngx_uint_t                    failing;
+
+    ngx_uint_t                    ndone;
+    ngx_graph_notify_jdone_t      done[NGX_GRAPH_NOTIFY_JOURNAL_DONE_MAX];
+
+    ngx_event_t                   flush;
+    ngx_event_t                   more;
+    ngx_connection_t              dummy;
+} ngx_graph_notify_journal_t;
+
+
+static ngx_int_t ngx_graph_notify_journal_writer(
+    ngx_graph_notify_main_conf_t *gmcf, ngx_graph_notify_queue_t *q,
+    ngx_log_t *log);
+static void ngx_graph_notify_journal_refused(ngx_log_t *log, ngx_err_t err,
+    const char *what);
+static ngx_int_t ngx_graph_notify_journal_lock(void);
+static void ngx_graph_notify_journal_start(void);
+static ngx_int_t ngx_graph_notify_journal_list(void);
+static ngx_graph_notify_jfile_t *ngx_graph_notify_journal_file(uint64_t zone,
+    uint32_t pid, uint32_t file);
+static ngx_graph_notify_jfile_t *ngx_graph_notify_journal_add(uint64_t zone,
+    uint32_t pid, uint32_t file);
+static void ngx_graph_notify_journal_free(ngx_graph_notify_jfile_t *f);
+static void ngx_graph_notify_journal_read_state(void);
+static void ngx_graph_notify_journal_read_done(void);
+static ngx_int_t ngx_graph_notify_journal_scan(ngx_pool_t *pool,
+    ngx_uint_t *pending, time_t *oldest);
+static void ngx_graph_notify_journal_closed(void);
+static ngx_int_t ngx_graph_notify_journal_file_recover(
+    ngx_graph_notify_jfile_t *f, ngx_uint_t *budget);
+static ngx_int_t ngx_graph_notify_journal_entry(ngx_graph_notify_jfile_t *f,
+    u_char *p, ngx_graph_notify_jentry_t *e, off_t off);
+static ngx_uint_t ngx_graph_notify_journal_has(ngx_array_t *a, uint64_t seq);
+static void ngx_graph_notify_journal_sort(ngx_array_t *a);
+static void ngx_graph_notify_journal_checkpoint(void);
+static void ngx_graph_notify_journal_flush_handler(ngx_event_t *ev);
+static void ngx_graph_notify_journal_more_handler(ngx_event_t *ev);
+static void ngx_graph_notify_journal_cleanup(void *data);
+
+
+static ngx_graph_notify_jwriter_t  ngx_graph_notify_jwriter = {
+    NGX_INVALID_FILE, 0, 0, 0, 0, { 0 }
+};
+
+static ngx_graph_notify_journal_t  *ngx_graph_notify_journal;
+
+
+/* the worker's side */
+
+ngx_int_t
+ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
+    ngx_graph_notify_entry_t *entries, ngx_uint_t n, ngx_str_t *tokens,
+    ngx_pool_t *pool, ngx_log_t *log)
+{
+    u_char                      *buf, *p;
+    size_t                       len;
+    ssize_t                      written;
+    uint64_t                     received;
+    uint32_t                     tlen;
+    ngx_err_t                    err;
+    ngx_uint_t                   i;
+    ngx_graph_notify_queue_t    *q;
+    ngx_graph_notify_item_t     *first;
+    ngx_graph_notify_jref_t      jref;
+    ngx_graph_notify_jentry_t    e;
+    ngx_graph_notify_jitem_t     ji;
+    ngx_graph_notify_jwriter_t  *w;
+
+    q = gmcf->shm_zone->data;
+    w = &ngx_graph_notify_jwriter;
+
+    if (w->fd == NGX_INVALID_FILE || w->off >= NGX_GRAPH_NOTIFY_JOURNAL_ROTATE)
+    {
+        if (ngx_graph_notify_journal_writer(gmcf, q, log) != NGX_OK) {
+            ngx_graph_notify_stat_inc(q, journal_failures);
+            return NGX_DECLINED;
+        }
+    }
+
+    /* room in the zone first: a full queue never touches the journal */
+
+    jref.zone = q->sh->zone_id;
+    jref.pid = (uint32_t) ngx_pid;
+    jref.file = w->file;
+    jref.off = w->off;
+    jref.seq = 0;
+
+    first = ngx_graph_notify_queue_stage(q, entries, n, tokens, &jref);
+    if (first == NULL) {
+        return NGX_BUSY;
+    }
+
+    tlen = tokens ? (uint32_t) tokens->len : 0;
+
+    len = sizeof(ngx_graph_notify_jentry_t) + sizeof(uint64_t)
+          + sizeof(uint32_t) + tlen;
+
+    for (i = 0; i < n; i++) {
+        len += sizeof(ngx_graph_notify_jitem_t) + entries[i].line.len
+               + entries[i].tenant.len + entries[i].record.len;
+    }
+
+    buf = ngx_pnalloc(pool, len);
+    if (buf == NULL) {
+        ngx_graph_notify_queue_unstage(q, first, n);
+        return NGX_ERROR;
+    }
+
+    p = buf + sizeof(ngx_graph_notify_jentry_t);
+
+    received = (uint64_t) first->received;
+    p = ngx_cpymem(p, &received, sizeof(uint64_t));
+    p = ngx_cpymem(p, &tlen, sizeof(uint32_t));
+
+    if (tlen) {
+        p = ngx_cpymem(p, tokens->data, tlen);
+    }
+
+    for (i = 0; i < n; i++) {
+        /* sequence numbers of one stage are consecutive */
+        ji.seq = first->seq + i;
+        ji.line_len = (uint32_t) entries[i].line.len;
+        ji.tenant_len = (uint32_t) entries[i].tenant.len;
+        ji.record_len = (uint32_t) entries[i].record.len;
+        ji.kind = (uint32_t) entries[i].kind;
+
+        p = ngx_cpymem(p, &ji, sizeof(ngx_graph_notify_jitem_t));
+        p = ngx_cpymem(p, entries[i].line.data, entries[i].line.len);
+        p = ngx_cpymem(p, entries[i].tenant.data, entries[i].tenant.len);
+        p = ngx_cpymem(p, entries[i].record.data, entries[i].record.len);
+    }
+
+    e.magic = NGX_GRAPH_NOTIFY_JOURNAL_MAGIC;
+    e.len = (uint32_t) (len - sizeof(ngx_graph_notify_jentry_t));
+    e.crc = ngx_crc32_long(buf + sizeof(ngx_graph_notify_jentry_t), e.len);
+    e.n = (uint32_t) n;
+
+    ngx_memcpy(buf, &e, sizeof(ngx_graph_notify_jentry_t));
+
+    /* one write: the whole batch is in the page cache, or none of it */
+
+    written = write(w->fd, buf, len);
+
+    if (written != (ssize_t) len) {
+        err = (written == -1) ? ngx_errno : NGX_ENOSPC;
+
+        ngx_graph_notify_queue_unstage(q, first, n);
+        ngx_graph_notify_stat_inc(q, journal_failures);
+
+        /* a part written is cut off; if that fails, a new file is next */
+
+        if (written > 0 && ftruncate(w->fd, w->off) == -1) {
+            (void) ngx_close_file(w->fd);
+            w->fd = NGX_INVALID_FILE;
+        }
+
+        ngx_graph_notify_journal_refused(log, err, "writing");
+
+        return NGX_DECLINED;
+    }
+
+    w->off += len;
+
+    ngx_graph_notify_queue_publish(q, first, n);
+
+    ngx_graph_notify_stat_inc(q, journal_appends);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_graph_notify_journal_writer(ngx_graph_notify_main_conf_t *gmcf,
+    ngx_graph_notify_queue_t *q, ngx_log_t *log)
+{
+    ngx_fd_t                     fd;
+    ngx_file_info_t              fi;
+    ngx_graph_notify_jwriter_t  *w;
+
+    w = &ngx_graph_notify_jwriter;
+
+    if (gmcf->path->name.len + 64 > NGX_MAX_PATH) {
+        ngx_graph_notify_journal_refused(log, 0, "naming");
+        return NGX_ERROR;
+    }
+
+    /* a new number for each file of this zone */
+
+    w->file = (uint32_t) ngx_atomic_fetch_add(&q->sh->files, 1);
+
+    (void) ngx_sprintf(w->name, "%V/" NGX_GRAPH_NOTIFY_JOURNAL_PREFIX
+                       "%016xL.%P.%uD%Z",
+                       &gmcf->path->name, q->sh->zone_id, ngx_pid, w->file);
+
+    fd = ngx_open_file(w->name, NGX_FILE_APPEND,
+                       NGX_FILE_CREATE_OR_OPEN|NGX_FILE_NONBLOCK, 0600);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_graph_notify_journal_refused(log, ngx_errno, "opening");
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_graph_notify_journal_refused(log, ngx_errno, "opening");
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    if (w->fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(w->fd);
+    }
+
+    w->fd = fd;
+    w->off = ngx_file_size(&fi);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "graph_notify: journal \"%s\"", w->name);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_journal_refused(ngx_log_t *log, ngx_err_t err,
+    const char *what)
+{
+    time_t                       now;
+    ngx_graph_notify_jwriter_t  *w;
+
+    /* one line a minute, with the count, whatever the rate of requests */
+
+    w = &ngx_graph_notify_jwriter;
+    w->refused++;
+    now = ngx_time();
+
+    if (now - w->logged < 60) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, err,
+                  "graph_notify: %s the journal \"%s\" failed, %ui batch(es) "
+                  "refused with 503 since the last report",
+                  what, w->name, w->refused);
+
+    w->logged = now;
+    w->refused = 0;
+}
+
+
+/* the helper's side */
+
+ngx_int_t
+ngx_graph_notify_journal_open(ngx_cycle_t *cycle,
+    ngx_graph_notify_main_conf_t *gmcf)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    if (j == NULL) {
+        j = ngx_pcalloc(cycle->pool, sizeof(ngx_graph_notify_journal_t));
+        if (j == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(cycle->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_graph_notify_journal_cleanup;
+        cln->data = j;
+
+        j->gmcf = gmcf;
+        j->queue = gmcf->shm_zone->data;
+        j->log = cycle->log;
+        j->dir = gmcf->path->name;
+        j->lock_fd = NGX_INVALID_FILE;
+        j->done_fd = NGX_INVALID_FILE;
+
+        ngx_queue_init(&j->files);
+
+        j->dummy.fd = (ngx_socket_t) -1;
+
+        j->flush.handler = ngx_graph_notify_journal_flush_handler;
+        j->flush.data = &j->dummy;
+        j->flush.log = j->log;
+
+        j->more.handler = ngx_graph_notify_journal_more_handler;
+        j->more.data = &j->dummy;
+        j->more.log = j->log;
+
+        ngx_graph_notify_journal = j;
+    }
+
+    if (j->ready) {
+        return NGX_OK;
+    }
+
+    switch (ngx_graph_notify_journal_lock()) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_AGAIN:
+        return NGX_AGAIN;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    ngx_graph_notify_journal_start();
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_graph_notify_journal_ready(void)
+{
+    return ngx_graph_notify_journal && ngx_graph_notify_journal->ready;
+}
+
+
+static ngx_int_t
+ngx_graph_notify_journal_lock(void)
+{
+    u_char                      *name;
+    ngx_err_t                    err;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    name = ngx_pnalloc(ngx_cycle->pool, j->dir.len + sizeof("/journal.lock"));
+    if (name == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_sprintf(name, "%V/journal.lock%Z", &j->dir);
+
+    if (j->lock_fd == NGX_INVALID_FILE) {
+        j->lock_fd = ngx_open_file(name, NGX_FILE_RDWR,
+                                   NGX_FILE_CREATE_OR_OPEN, 0600);
+
+        if (j->lock_fd == NGX_INVALID_FILE) {
+            ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                          "graph_notify: opening \"%s\" failed", name);
+            return NGX_ERROR;
+        }
+
+        (void) fcntl(j->lock_fd, F_SETFD, FD_CLOEXEC);
+    }
+
+    /*
+     * One helper consumes journals at a time; during a reload or a binary
+     * upgrade the other one waits here until the first is gone.
+     */
+
+    if (flock(j->lock_fd, LOCK_EX|LOCK_NB) == -1) {
+        err = ngx_errno;
+
+        if (err == NGX_EAGAIN) {
+            return NGX_AGAIN;
+        }
+
+        ngx_log_error(NGX_LOG_ALERT, j->log, err,
+                      "graph_notify: flock(\"%s\") failed", name);
+        return NGX_ERROR;
+    }
+
+    (void) ngx_sprintf(name, "%V/journal.done%Z", &j->dir);
+
+    j->done_fd = ngx_open_file(name, O_RDWR|O_APPEND,
+                               NGX_FILE_CREATE_OR_OPEN, 0600);
+
+    if (j->done_fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      "graph_notify: opening \"%s\" failed", name);
+        (void) flock(j->lock_fd, LOCK_UN);
+        return NGX_ERROR;
+    }
+
+    (void) fcntl(j->done_fd, F_SETFD, FD_CLOEXEC);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_journal_start(void)
+{
+    ngx_uint_t                   foreign;
+    ngx_queue_t                 *qe;
+    ngx_graph_notify_jfile_t    *f;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    (void) ngx_graph_notify_journal_list();
+
+    ngx_graph_notify_journal_read_state();
+    ngx_graph_notify_journal_read_done();
+
+    /* what a previous helper of this zone queued again already */
+
+    (void) ngx_graph_notify_journal_scan(NULL, NULL, NULL);
+
+    foreign = 0;
+
+    for (qe = ngx_queue_head(&j->files);
+         qe != ngx_queue_sentinel(&j->files);
+         qe = ngx_queue_next(qe))
+    {
+        f = ngx_queue_data(qe, ngx_graph_notify_jfile_t, link);
+
+        ngx_graph_notify_journal_sort(&f->pending);
+        ngx_graph_notify_journal_sort(&f->done);
+        ngx_graph_notify_journal_sort(&f->inzone);
+
+        if (!f->own) {
+            f->read = f->ck_consumed;
+            foreign++;
+        }
+    }
+
+    ngx_graph_notify_journal_closed();
+
+    j->ready = 1;
+    j->dirty = 1;
+    j->backlog = foreign;
+
+    if (foreign) {
+        ngx_graph_notify_stat_inc(j->queue, journal_recoveries);
+
+        ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
+                      "graph_notify: recovering %ui journal file(s) of "
+                      "another zone", foreign);
+
+        ngx_graph_notify_journal_recover();
+    }
+}
+
+
+static ngx_int_t
+ngx_graph_notify_journal_list(void)
+{
+    u_char                    *name, *p, *last, *dot;
+    size_t                     len;
+    uint64_t                   zone;
+    ngx_int_t                  pid, file;
+    ngx_dir_t                  dir;
+    ngx_graph_notify_jfile_t  *f;
+
+    if (ngx_open_dir(&ngx_graph_notify_journal->dir, &dir) == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_graph_notify_journal->log,
+                      ngx_errno, "graph_notify: reading the directory "
+                      "\"%V\" failed", &ngx_graph_notify_journal->dir);
+        return NGX_ERROR;
+    }
+
+    for ( ;; ) {
+        ngx_set_errno(0);
+
+        if (ngx_read_dir(&dir) == NGX_ERROR) {
+            break;
+        }
+
+        name = ngx_de_name(&dir);
+        len = ngx_de_namelen(&dir);
+        last = name + len;
+
+        /* journal.<16 hex>.<pid>.<n> */
+
+        p = name + sizeof(NGX_GRAPH_NOTIFY_JOURNAL_PREFIX) - 1;
+
+        if (len < sizeof(NGX_GRAPH_NOTIFY_JOURNAL_PREFIX) + 20
+            || ngx_strncmp(name, NGX_GRAPH_NOTIFY_JOURNAL_PREFIX,
+                           sizeof(NGX_GRAPH_NOTIFY_JOURNAL_PREFIX) - 1)
+               != 0
+            || p[16] != '.')
+        {
+            continue;
+        }
+
+        zone = (uint64_t) ngx_hextoi(p, 16);
+
+        p += 17;
+        dot = ngx_strlchr(p, last, '.');
+
+        if (dot == NULL || (ngx_int_t) zone == NGX_ERROR) {
+            continue;
+        }
+
+        pid = ngx_atoi(p, dot - p);
+        file = ngx_atoi(dot + 1, last - dot - 1);
+
+        if (pid == NGX_ERROR || file == NGX_ERROR) {
+            continue;
+        }
+
+        f = ngx_graph_notify_journal_file(zone, (uint32_t) pid,
+                                          (uint32_t) file);
+        if (f == NULL) {
+            f = ngx_graph_notify_journal_add(zone, (uint32_t) pid,
+                                              (uint32_t) file);
+            if (f == NULL) {
+                break;
+            }
+        }
+
+        f->seen = 1;
+    }
+
+    ngx_close_dir(&dir);
+
+    return NGX_OK;
+}
+
+
+static ngx_graph_notify_jfile_t *
+ngx_graph_notify_journal_file(uint64_t zone, uint32_t pid, uint32_t file)
+{
+    ngx_queue_t               *qe;
+    ngx_graph_notify_jfile_t  *f;
+
+    for (qe = ngx_queue_head(&ngx_graph_notify_journal->files);
+         qe != ngx_queue_sentinel(&ngx_graph_notify_journal->files);
+         qe = ngx_queue_next(qe))
+    {
+        f = ngx_queue_data(qe, ngx_graph_notify_jfile_t, link);
+
+        if (f->zone == zone && f->pid == pid && f->file == file) {
+            return f;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_graph_notify_jfile_t *
+ngx_graph_notify_journal_add(uint64_t zone, uint32_t pid, uint32_t file)
+{
+    ngx_pool_t                  *pool;
+    ngx_graph_notify_jfile_t    *f;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    pool = ngx_create_pool(1024, j->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    f = ngx_pcalloc(pool, sizeof(ngx_graph_notify_jfile_t));
+    if (f == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    f->pool = pool;
+    f->zone = zone;
+    f->pid = pid;
+    f->file = file;
+    f->own = (zone == j->queue->sh->zone_id);
+
+    f->name = ngx_pnalloc(pool, j->dir.len + 64);
+
+    if (f->name == NULL
+        || ngx_array_init(&f->pending, pool, 4, sizeof(uint64_t)) != NGX_OK
+        || ngx_array_init(&f->done, pool, 4, sizeof(uint64_t)) != NGX_OK
+        || ngx_array_init(&f->inzone, pool, 4, sizeof(uint64_t)) != NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    (void) ngx_sprintf(f->name, "%V/" NGX_GRAPH_NOTIFY_JOURNAL_PREFIX
+                       "%016xL.%uD.%uD%Z", &j->dir, zone, pid, file);
+
+    ngx_queue_insert_tail(&j->files, &f->link);
+
+    return f;
+}
+
+
+static void
+ngx_graph_notify_journal_free(ngx_graph_notify_jfile_t *f)
+{
+    ngx_queue_remove(&f->link);
+    ngx_destroy_pool(f->pool);
+}
+
+
+static void
+ngx_graph_notify_journal_read_state(void)
+{
+    u_char                      *buf, *p, *last;
+    size_t                       size;
+    ssize_t                      n;
+    uint32_t                     magic, crc, i;
+    uint64_t                    *seq;
+    ngx_fd_t                     fd;
+    ngx_file_info_t              fi;
+    ngx_graph_notify_jfile_t    *f;
+    ngx_graph_notify_jstate_t    st;
+    ngx_graph_notify_journal_t  *j;
+    u_char                       name[NGX_MAX_PATH];
+
+    j = ngx_graph_notify_journal;
+
+    (void) ngx_sprintf(name, "%V/journal.state%Z", &j->dir);
+
+    fd = ngx_open_file(name, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    buf = NULL;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        goto failed;
+    }
+
+    size = (size_t) ngx_file_size(&fi);
+
+    if (size < 2 * sizeof(uint32_t)) {
+        goto failed;
+    }
+
+    buf = ngx_alloc(size, j->log);
+    if (buf == NULL) {
+        goto failed;
+    }
+
+    n = read(fd, buf, size);
+
+    if (n != (ssize_t) size) {
+        goto failed;
+    }
+
+    /* the magic first, the CRC of everything before it last */
+
+    ngx_memcpy(&magic, buf, sizeof(uint32_t));
+    ngx_memcpy(&crc, buf + size - sizeof(uint32_t), sizeof(uint32_t));
+
+    if (magic != NGX_GRAPH_NOTIFY_STATE_MAGIC
+        || crc != ngx_crc32_long(buf, size - sizeof(uint32_t)))
+    {
+        ngx_log_error(NGX_LOG_ALERT, j->log, 0,
+                      "graph_notify: \"%s\" is damaged, ignored: journal "
+                      "entries consumed before may be written again", name);
+        goto failed;
+    }
+
+    p = buf + sizeof(uint32_t);
+    last = buf + size - sizeof(uint32_t);
+
+    while ((size_t) (last - p) >= sizeof(ngx_graph_notify_jstate_t)) {
+        ngx_memcpy(&st, p, sizeof(ngx_graph_notify_jstate_t));
+        p += sizeof(ngx_graph_notify_jstate_t);
+
+        if ((size_t) (last - p)
+            < ((size_t) st.npending + st.ndone) * sizeof(uint64_t))
+        {
+            break;
+        }
+
+        f = ngx_graph_notify_journal_file(st.zone, st.pid, st.file);
+
+        if (f == NULL) {
+            /* the file is gone: nothing of it is left to do */
+            p += ((size_t) st.npending + st.ndone) * sizeof(uint64_t);
+            continue;
+        }
+
+        f->ck_consumed = (off_t) st.consumed;
+        f->ck_known = (off_t) st.known;
+
+        for (i = 0; i < st.npending + st.ndone; i++) {
+            seq = ngx_array_push(i < st.npending ? &f->pending : &f->done);
+            if (seq == NULL) {
+                goto failed;
+            }
+
+            ngx_memcpy(seq, p, sizeof(uint64_t));
+            p += sizeof(uint64_t);
+        }
+    }
+
+failed:
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    (void) ngx_close_file(fd);
+}
+
+
+static void
+ngx_graph_notify_journal_read_done(void)
+{
+    u_char                      *buf;
+    size_t                       size, i;
+    ssize_t                      n;
+    uint64_t                    *seq;
+    ngx_file_info_t              fi;
+    ngx_graph_notify_jdone_t     d;
+    ngx_graph_notify_jfile_t    *f;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    if (ngx_fd_info(j->done_fd, &fi) == NGX_FILE_ERROR) {
+        return;
+    }
+
+    /* a record cut short by a crash is left out */
+
+    size = (size_t) ngx_file_size(&fi);
+    size -= size % sizeof(ngx_graph_notify_jdone_t);
+
+    if (size == 0) {
+        return;
+    }
+
+    buf = ngx_alloc(size, j->log);
+    if (buf == NULL) {
+        return;
+    }
+
+    n = pread(j->done_fd, buf, size, 0);
+
+    for (i = 0; n == (ssize_t) size && i < size; i += sizeof(d)) {
+        ngx_memcpy(&d, buf + i, sizeof(d));
+
+        f = ngx_graph_notify_journal_file(d.zone, d.pid, d.file);
+        if (f == NULL) {
+            continue;
+        }
+
+        seq = ngx_array_push(&f->done);
+        if (seq == NULL) {
+            break;
+        }
+
+        *seq = d.seq;
+    }
+
+    ngx_free(buf);
+}
+
+
+/*
+ * A look at the zone, under its lock: which journaled items are still in
+ * it, per file.  At start (pool NULL) it fills each file's "inzone", else
+ * its "scan" (allocated from the pool) and the lowest entry offset.
+ */
+
+static ngx_int_t
+ngx_graph_notify_journal_scan(ngx_pool_t *pool, ngx_uint_t *pending,
+    time_t *oldest)
+{
+    uint64_t                    *seq;
+    ngx_int_t                    rc;
+    ngx_uint_t                   i, count;
+    ngx_queue_t                 *lists[NGX_GRAPH_NOTIFY_LANES + 2], *qe;
+    ngx_graph_notify_item_t     *item;
+    ngx_graph_notify_jfile_t    *f;
+    ngx_graph_notify_queue_t    *q;
+    ngx_graph_notify_journal_t  *j;
+    time_t                       old;
+
+    j = ngx_graph_notify_journal;
+    q = j->queue;
+    rc = NGX_OK;
+    count = 0;
+    old = 0;
+    f = NULL;
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_LANES; i++) {
+        lists[i] = &q->sh->pending[i];
+    }
+
+    lists[i++] = &q->sh->inflight;
+    lists[i] = &q->sh->staged;
+
+    ngx_shmtx_lock(&q->shpool->mutex);
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_LANES + 2; i++) {
+
+        for (qe = ngx_queue_head(lists[i]);
+             qe != ngx_queue_sentinel(lists[i]);
+             qe = ngx_queue_next(qe))
+        {
+            item = ngx_queue_data(qe, ngx_graph_notify_item_t, queue);
+
+            if (item->journal.zone == 0) {
+                continue;
+            }
+
+            count++;
+
+            if (old == 0 || item->received < old) {
+                old = item->received;
+            }
+
+            if (f == NULL || f->zone != item->journal.zone
+                || f->pid != item->journal.pid
+                || f->file != item->journal.file)
+            {
+                f = ngx_graph_notify_journal_file(item->journal.zone,
+                                                  item->journal.pid,
+                                                  item->journal.file);
+                if (f == NULL) {
+                    /* a file newer than the listing: next time */
+                    continue;
+                }
+            }
+
+            if (pool == NULL) {
+                seq = ngx_array_push(&f->inzone);
+
+            } else {
+                if (f->scan == NULL) {
+                    f->scan = ngx_array_create(pool, 16, sizeof(uint64_t));
+                    if (f->scan == NULL) {
+                        rc = NGX_ERROR;
+                        goto done;
+                    }
+
+                    f->scan_min = item->journal.off;
+                }
+
+                if (item->journal.off < f->scan_min) {
+                    f->scan_min = item->journal.off;
+                }
+
+                seq = ngx_array_push(f->scan);
+            }
+
+            if (seq == NULL) {
+                rc = NGX_ERROR;
+                goto done;
+            }
+
+            *seq = item->journal.seq;
+        }
+    }
+
+done:
+
+    ngx_shmtx_unlock(&q->shpool->mutex);
+
+    if (pending) {
+        *pending = count;
+    }
+
+    if (oldest) {
+        *oldest = old;
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_graph_notify_journal_closed(void)
+{
+    ngx_queue_t                 *qe, *qn;
+    ngx_graph_notify_jfile_t    *f, *g;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    /*
+     * A file is closed once its writer is gone, or wrote a newer file: no
+     * entry will be added to it, and a bad entry at its end is torn.
+     */
+
+    for (qe = ngx_queue_head(&j->files);
+         qe != ngx_queue_sentinel(&j->files);
+         qe = ngx_queue_next(qe))
+    {
+        f = ngx_queue_data(qe, ngx_graph_notify_jfile_t, link);
+
+        if (f->closed) {
+            continue;
+        }
+
+        if ((ngx_pid_t) f->pid != ngx_pid
+            && kill((ngx_pid_t) f->pid, 0) == -1 && ngx_errno == NGX_ESRCH)
+        {
+            f->closed = 1;
+            continue;
+        }
+
+        for (qn = ngx_queue_head(&j->files);
+             qn != ngx_queue_sentinel(&j->files);
+             qn = ngx_queue_next(qn))
+        {
+            g = ngx_queue_data(qn, ngx_graph_notify_jfile_t, link);
+
+            if (g->zone == f->zone && g->pid == f->pid && g->file > f->file) {
+                f->closed = 1;
+                break;
+            }
+        }
+    }
+}
+
+
+void
+ngx_graph_notify_journal_recover(void)
+{
+    ngx_int_t                    rc;
+    ngx_uint_t                   budget, backlog;
+    ngx_queue_t                 *qe;
+    ngx_graph_notify_jfile_t    *f;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    if (j == NULL || !j->ready || !j->backlog) {
+        return;
+    }
+
+    budget = NGX_GRAPH_NOTIFY_JOURNAL_BUDGET;
+    backlog = 0;
+    rc = NGX_OK;
+
+    for (qe = ngx_queue_head(&j->files);
+         qe != ngx_queue_sentinel(&j->files);
+         qe = ngx_queue_next(qe))
+    {
+        f = ngx_queue_data(qe, ngx_graph_notify_jfile_t, link);
+
+        if (f->own || f->finished) {
+            continue;
+        }
+
+        if (rc != NGX_BUSY && rc != NGX_DONE) {
+            if (f->unsorted) {
+                ngx_graph_notify_journal_sort(&f->done);
+                f->unsorted = 0;
+            }
+
+            rc = ngx_graph_notify_journal_file_recover(f, &budget);
+        }
+
+        if (!f->finished) {
+            backlog++;
+        }
+    }
+
+    j->backlog = backlog;
+
+    if (j->recovered) {
+        ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
+                      "graph_notify: %ui journaled item(s) queued again",
+                      j->recovered);
+
+        ngx_graph_notify_stat_add(j->queue, journal_recovered, j->recovered);
+        j->recovered = 0;
+        j->dirty = 1;
+
+        ngx_graph_notify_helper_kick();
+    }
+
+    /* budget spent, not the zone's room: go on after the event loop */
+
+    if (rc == NGX_DONE && !j->more.posted) {
+        ngx_post_event(&j->more, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_graph_notify_journal_more_handler(ngx_event_t *ev)
+{
+    ngx_graph_notify_journal_recover();
+}
+
+
+static ngx_int_t
+ngx_graph_notify_journal_file_recover(ngx_graph_notify_jfile_t *f,
+    ngx_uint_t *budget)
+{
+    u_char                      *p;
+    ssize_t                      n;
+    ngx_fd_t                     fd;
+    ngx_int_t                    rc;
+    ngx_file_info_t              fi;
+    ngx_graph_notify_jentry_t    e;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    fd = ngx_open_file(f->name, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      "graph_notify: opening the journal \"%s\" failed",
+                      f->name);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+    p = NULL;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    f->size = ngx_file_size(&fi);
+
+    while (f->read < f->size) {
+
+        if ((*budget)-- == 0) {
+            rc = NGX_DONE;
+            goto done;
+        }
+
+        n = pread(fd, &e, sizeof(e), f->read);
+
+        if (n != sizeof(e)
+            || e.magic != NGX_GRAPH_NOTIFY_JOURNAL_MAGIC
+            || (off_t) e.len > f->size - f->read - (off_t) sizeof(e))
+        {
+            goto torn;
+        }
+
+        p = ngx_alloc(e.len ? e.len : 1, j->log);
+        if (p == NULL) {
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        n = pread(fd, p, e.len, f->read + sizeof(e));
+
+        if (n != (ssize_t) e.len || e.crc != ngx_crc32_long(p, e.len)) {
+            ngx_free(p);
+            p = NULL;
+            goto torn;
+        }
+
+        rc = ngx_graph_notify_journal_entry(f, p, &e, f->read);
+
+        ngx_free(p);
+        p = NULL;
+
+        if (rc == NGX_BUSY) {
+            /* the zone is full: the rest when the helper made room */
+            goto done;
+        }
+
+        if (rc == NGX_ERROR) {
+            goto torn;
+        }
+
+        f->read += sizeof(e) + e.len;
+        f->read_item = 0;
+    }
+
+    if (f->closed) {
+        f->finished = 1;
+    }
+
+    goto done;
+
+torn:
+
+    /*
+     * An entry cut short or damaged: a writer may still be writing it, or
+     * a crash tore it.  Only at the end of a closed file is it given up.
+     */
+
+    if (f->closed) {
+        ngx_log_error(NGX_LOG_ERR, j->log, 0,
+                      "graph_notify: journal \"%s\": a torn entry at "
+                      "offset %O (%O bytes) skipped, everything before it "
+                      "recovered", f->name, f->read, f->size - f->read);
+
+        ngx_graph_notify_stat_inc(j->queue, journal_torn);
+
+        f->read = f->size;
+        f->finished = 1;
+        j->dirty = 1;
+    }
+
+    rc = NGX_OK;
+
+done:
+
+    (void) ngx_close_file(fd);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_graph_notify_journal_entry(ngx_graph_notify_jfile_t *f, u_char *p,
+    ngx_graph_notify_jentry_t *e, off_t off)
+{
+    u_char                      *last;
+    uint32_t                     tlen, i;
+    uint64_t                     received;
+    ngx_str_t                    tokens;
+    ngx_graph_notify_entry_t     entry;
+    ngx_graph_notify_jitem_t     ji;
+    ngx_graph_notify_jref_t      jref;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+    last = p + e->len;
+
+    if ((size_t) (last - p) < sizeof(uint64_t) + sizeof(uint32_t)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(&received, p, sizeof(uint64_t));
+    p += sizeof(uint64_t);
+    ngx_memcpy(&tlen, p, sizeof(uint32_t));
+    p += sizeof(uint32_t);
+
+    if ((size_t) (last - p) < tlen) {
+        return NGX_ERROR;
+    }
+
+    tokens.data = p;
+    tokens.len = tlen;
+    p += tlen;
+
+    jref.zone = f->zone;
+    jref.pid = f->pid;
+    jref.file = f->file;
+    jref.off = off;
+
+    for (i = 0; i < e->n; i++) {
+
+        if ((size_t) (last - p) < sizeof(ngx_graph_notify_jitem_t)) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(&ji, p, sizeof(ngx_graph_notify_jitem_t));
+        p += sizeof(ngx_graph_notify_jitem_t);
+
+        if ((size_t) (last - p)
+            < (size_t) ji.line_len + ji.tenant_len + ji.record_len
+            || ji.record_len > NGX_GRAPH_NOTIFY_RECORD_ID_MAX)
+        {
+            return NGX_ERROR;
+        }
+
+        entry.line.data = p;
+        entry.line.len = ji.line_len;
+        p += ji.line_len;
+        entry.tenant.data = p;
+        entry.tenant.len = ji.tenant_len;
+        p += ji.tenant_len;
+        entry.record.data = p;
+        entry.record.len = ji.record_len;
+        p += ji.record_len;
+        entry.kind = ji.kind;
+
+        if (i < f->read_item) {
+            continue;
+        }
+
+        /* written already: before the checkpoint, or recorded done */
+
+        if (off < f->ck_consumed
+            || (off < f->ck_known
+                && !ngx_graph_notify_journal_has(&f->pending, ji.seq))
+            || ngx_graph_notify_journal_has(&f->done, ji.seq)
+            || ngx_graph_notify_journal_has(&f->inzone, ji.seq))
+        {
+            continue;
+        }
+
+        jref.seq = ji.seq;
+
+        if (ngx_graph_notify_queue_requeue(j->queue, &entry, &tokens, &jref,
+                                           (time_t) received)
+            != NGX_OK)
+        {
+            f->read_item = i;
+            return NGX_BUSY;
+        }
+
+        j->recovered++;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_graph_notify_journal_has(ngx_array_t *a, uint64_t seq)
+{
+    uint64_t    *s;
+    ngx_uint_t   lo, hi, mid;
+
+    s = a->elts;
+    lo = 0;
+    hi = a->nelts;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+
+        if (s[mid] == seq) {
+            return 1;
+        }
+
+        if (s[mid] < seq) {
+            lo = mid + 1;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    return 0;
+}
+
+
+static int ngx_libc_cdecl
+ngx_graph_notify_journal_cmp(const void *one, const void *two)
+{
+    uint64_t  a, b;
+
+    a = *(const uint64_t *) one;
+    b = *(const uint64_t *) two;
+
+    return (a > b) - (a < b);
+}
+
+
+static void
+ngx_graph_notify_journal_sort(ngx_array_t *a)
+{
+    if (a->nelts > 1) {
+        ngx_qsort(a->elts, a->nelts, sizeof(uint64_t),
+                  ngx_graph_notify_journal_cmp);
+    }
+}
+
+
+void
+ngx_graph_notify_journal_done(ngx_graph_notify_jref_t *jref)
+{
+    uint64_t                    *seq;
+    ngx_graph_notify_jdone_t    *d;
+    ngx_graph_notify_jfile_t    *f;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    if (j == NULL || !j->ready || jref->zone == 0) {
+        return;
+    }
+
+    if (j->ndone == NGX_GRAPH_NOTIFY_JOURNAL_DONE_MAX) {
+        ngx_graph_notify_journal_flush();
+    }
+
+    d = &j->done[j->ndone++];
+
+    d->zone = jref->zone;
+    d->seq = jref->seq;
+    d->pid = jref->pid;
+    d->file = jref->file;
+
+    /*
+     * A recovered item of a file whose old checkpoint still stands: the
+     * next checkpoint repeats the old one, so it carries this record.
+     */
+
+    if (jref->zone != j->queue->sh->zone_id) {
+        f = ngx_graph_notify_journal_file(jref->zone, jref->pid, jref->file);
+
+        if (f && f->read < f->ck_known) {
+            seq = ngx_array_push(&f->done);
+            if (seq) {
+                *seq = jref->seq;
+                f->unsorted = 1;
+            }
+        }
+    }
+
+    j->dirty = 1;
+
+    /* written at the latest once the current event is handled */
+
+    if (!j->flush.posted) {
+        ngx_post_event(&j->flush, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_graph_notify_journal_flush_handler(ngx_event_t *ev)
+{
+    ngx_graph_notify_journal_flush();
+}
+
+
+void
+ngx_graph_notify_journal_flush(void)
+{
+    size_t                       len;
+    ssize_t                      n;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    if (j == NULL || j->ndone == 0) {
+        return;
+    }
+
+    if (j->flush.posted) {
+        ngx_delete_posted_event(&j->flush);
+    }
+
+    /*
+     * With graph_notify_sync, the output reaches the disk before anything
+     * says it was written: after a power cut an item is written twice
+     * rather than never.
+     */
+
+    if (j->gmcf->sync && j->gmcf->output->fd != NGX_INVALID_FILE
+        && fdatasync(j->gmcf->output->fd) == -1)
+    {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      "graph_notify: fdatasync(\"%V\") failed",
+                      &j->gmcf->output->name);
+    }
+
+    len = j->ndone * sizeof(ngx_graph_notify_jdone_t);
+    n = write(j->done_fd, j->done, len);
+
+    if (n != (ssize_t) len && !j->failing) {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      "graph_notify: writing journal.done failed: items "
+                      "written may be written again after a restart");
+        j->failing = 1;
+    }
+
+    j->ndone = 0;
+}
+
+
+void
+ngx_graph_notify_journal_poll(void)
+{
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+
+    if (j == NULL) {
+        return;
+    }
+
+    if (!j->ready) {
+        if (ngx_graph_notify_journal_open((ngx_cycle_t *) ngx_cycle, j->gmcf)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
+                      "graph_notify: the journal is ours now");
+    }
+
+    ngx_graph_notify_journal_flush();
+
+    (void) ngx_graph_notify_journal_list();
+    ngx_graph_notify_journal_closed();
+
+    if (j->backlog) {
+        ngx_graph_notify_journal_recover();
+    }
+
+    ngx_graph_notify_journal_checkpoint();
+}
+
+
+/*
+ * The checkpoint: per file, the offset below which every entry is
+ * consumed (W), the offset up to which entries are accounted for (E), the
+ * items between them still in the zone, and done records recovered beyond
+ * E.  Entries past E are pending unless recorded done.  For a file of the
+ * helper's zone, E is its size when the zone is looked at: any item
+ * written before then is in the zone or done.
+ */
+
+static void
+ngx_graph_notify_journal_checkpoint(void)
+{
+    u_char                      *buf, *p;
+    size_t                       len;
+    time_t                       oldest;
+    uint32_t                     magic, crc;
+    uint64_t                    *pend, *done;
+    ngx_fd_t                     fd;
+    ngx_uint_t                   pending, files;
+    ngx_pool_t                  *pool;
+    ngx_queue_t                 *qe, *next;
+    ngx_file_info_t              fi;
+    ngx_graph_notify_jfile_t    *f;
+    ngx_graph_notify_jstate_t    st;
+    ngx_graph_notify_journal_t  *j;
+    off_t                        bytes, known, unread;
+    u_char                       name[NGX_MAX_PATH], tmp[NGX_MAX_PATH];
+
+    j = ngx_graph_notify_journal;
+
+    pool = ngx_create_pool(4096, j->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    bytes = 0;
+    unread = 0;
+    files = 0;
+
+    for (qe = ngx_queue_head(&j->files);
+         qe != ngx_queue_sentinel(&j->files);
+         qe = ngx_queue_next(qe))
+    {
+        f = ngx_queue_data(qe, ngx_graph_notify_jfile_t, link);
+
+        f->scan = NULL;
+
+        if (ngx_file_info(f->name, &fi) == NGX_FILE_ERROR) {
+            f->size = -1;
+            continue;
+        }
+
+        f->size = ngx_file_size(&fi);
+        bytes += f->size;
+        files++;
+
+        if (!f->own && !f->finished) {
+            unread += f->size - f->read;
+        }
+    }
+
+    if (ngx_graph_notify_journal_scan(pool, &pending, &oldest) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    j->queue->sh->stats.journal_bytes = (ngx_atomic_uint_t) bytes;
+    j->queue->sh->stats.journal_files = files;
+    j->queue->sh->stats.journal_pending = pending;
+    j->queue->sh->stats.journal_oldest = oldest;
+    j->queue->sh->stats.journal_unread = (ngx_atomic_uint_t) unread;
+
+    if (!j->dirty) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    /* files fully consumed whose writer is gone are removed first */
+
+    for (qe = ngx_queue_head(&j->files);
+         qe != ngx_queue_sentinel(&j->files);
+         qe = next)
+    {
+        next = ngx_queue_next(qe);
+        f = ngx_queue_data(qe, ngx_graph_notify_jfile_t, link);
+
+        if (f->size == -1) {
+            /* removed by someone else: nothing to recover from it */
+            ngx_graph_notify_journal_free(f);
+            continue;
+        }
+
+        if (!f->closed || f->scan
+            || !(f->own || (f->finished && f->read >= f->size)))
+        {
+            continue;
+        }
+
+        if (ngx_delete_file(f->name) == NGX_FILE_ERROR
+            && ngx_errno != NGX_ENOENT)
+        {
+            ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                          "graph_notify: removing the journal \"%s\" "
+                          "failed", f->name);
+            continue;
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, j->log, 0,
+                       "graph_notify: journal \"%s\" consumed", f->name);
+
+        ngx_graph_notify_journal_free(f);
+    }
+
+    len = 2 * sizeof(uint32_t);
+
+    for (qe = ngx_queue_head(&j->files);
+         qe != ngx_queue_sentinel(&j->files);
+         qe = ngx_queue_next(qe))
+    {
+        f = ngx_queue_data(qe, ngx_graph_notify_jfile_t, link);
+
+        len += sizeof(ngx_graph_notify_jstate_t)
+               + (f->pending.nelts + (f->scan ? f->scan->nelts : 0)
+                  + f->done.nelts) * sizeof(uint64_t);
+    }
+
+    buf = ngx_pnalloc(pool, len);
+    if (buf == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    magic = NGX_GRAPH_NOTIFY_STATE_MAGIC;
+    p = ngx_cpymem(buf, &magic, sizeof(uint32_t));
+
+    for (qe = ngx_queue_head(&j->files);
+         qe != ngx_queue_sentinel(&j->files);
+         qe = ngx_queue_next(qe))
+    {
+        f = ngx_queue_data(qe, ngx_graph_notify_jfile_t, link);
+
+        st.zone = f->zone;
+        st.pid = f->pid;
+        st.file = f->file;
+        st.ndone = 0;
+        done = NULL;
+
+        if (!f->own && f->read < f->ck_known) {
+
+            /*
+             * Recovery has not reached the end of the old checkpoint:
+             * it stands, with the done records of this run added.
+             */
+
+            st.consumed = (uint64_t) f->ck_consumed;
+            st.known = (uint64_t) f->ck_known;
+            st.npending = (uint32_t) f->pending.nelts;
+            pend = f->pending.elts;
+
+        } else {
+            known = f->own ? f->size : f->read;
+
+            st.consumed = (uint64_t) known;
+            st.known = (uint64_t) known;
+            st.npending = 0;
+            pend = NULL;
+
+            if (f->scan) {
+                if (f->scan_min < known) {
+                    st.consumed = (uint64_t) f->scan_min;
+                }
+
+                st.npending = (uint32_t) f->scan->nelts;
+                pend = f->scan->elts;
+            }
+        }
+
+        if (!f->own) {
+            st.ndone = (uint32_t) f->done.nelts;
+            done = f->done.elts;
+        }
+
+        p = ngx_cpymem(p, &st, sizeof(ngx_graph_notify_jstate_t));
+
+        if (st.npending) {
+            p = ngx_cpymem(p, pend, st.npending * sizeof(uint64_t));
+        }
+
+        if (st.ndone) {
+            p = ngx_cpymem(p, done, st.ndone * sizeof(uint64_t));
+        }
+    }
+
+    crc = ngx_crc32_long(buf, p - buf);
+    p = ngx_cpymem(p, &crc, sizeof(uint32_t));
+
+    (void) ngx_sprintf(name, "%V/journal.state%Z", &j->dir);
+    (void) ngx_sprintf(tmp, "%V/journal.state.tmp%Z", &j->dir);
+
+    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
+
+    if (fd == NGX_INVALID_FILE) {
+        goto failed;
+    }
+
+    if (write(fd, buf, p - buf) != p - buf) {
+        (void) ngx_close_file(fd);
+        goto failed;
+    }
+
+    (void) ngx_close_file(fd);
+
+    if (ngx_rename_file(tmp, name) == NGX_FILE_ERROR) {
+        goto failed;
+    }
+
+    /* everything the done log said is in the checkpoint now */
+
+    if (ftruncate(j->done_fd, 0) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      "graph_notify: truncating journal.done failed");
+    }
+
+    j->dirty = 0;
+
+    ngx_graph_notify_stat_inc(j->queue, journal_checkpoints);
+
+    ngx_destroy_pool(pool);
+
+    return;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                  "graph_notify: writing the checkpoint \"%s\" failed", tmp);
+
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+ngx_graph_notify_journal_cleanup(void *data)
+{
+    ngx_graph_notify_journal_t *j = data;
+
+    ngx_queue_t               *qe;
+    ngx_graph_notify_jfile_t  *f;
+
+    ngx_graph_notify_journal_flush();
+
+    while (!ngx_queue_empty(&j->files)) {
+        qe = ngx_queue_head(&j->files);
+        f = ngx_queue_data(qe, ngx_graph_notify_jfile_t, link);
+        ngx_graph_notify_journal_free(f);
+    }
+
+    if (j->done_fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(j->done_fd);
+    }
+
+    if (j->lock_fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(j->lock_fd);
+    }
+
+    if (j->flush.posted) {
+        ngx_delete_posted_event(&j->flush);
+    }
+
+    if (j->more.posted) {
+        ngx_delete_posted_event(&j->more);
+    }
+
+    ngx_graph_notify_journal = NULL;
+}

@@ -1,0 +1,66 @@
+
+/*
+ * Copyright (C) ngx_graph_notify_module authors
+ */
+
+
+#ifndef _NGX_GRAPH_NOTIFY_JOURNAL_H_INCLUDED_
+#define _NGX_GRAPH_NOTIFY_JOURNAL_H_INCLUDED_
+
+
+#include "ngx_graph_notify.h"
+
+
+/*
+ * The journal: disk is the source of truth, the zone is the hand-off.
+ *
+ * Workers append every accepted batch, whole, with one write(), to a
+ * journal file of their own in the helper's directory before they answer
+ * 202:  "journal.<zone id>.<pid>.<n>".  An entry is
+ *
+ *     magic, payload length, CRC32 of the payload, item count (4 x 32 bit)
+ *     payload: received time (64 bit), validationTokens length (32 bit),
+ *              the tokens once, then per item its journal sequence number,
+ *              line, tenant and record-id lengths and kind, and the bytes.
+ *
+ * The helper alone consumes journals (an flock on "journal.lock"):
+ *
+ *   - "journal.done" gets one record per item written (or dropped), right
+ *     after the output write;
+ *   - "journal.state" (written to a temporary file, then renamed) is the
+ *     checkpoint: per journal file, the offset below which everything is
+ *     consumed, the offset up to which entries are accounted for, the items
+ *     still pending between the two, and done items recovered beyond them;
+ *     the done log restarts empty after each checkpoint;
+ *   - files of the helper's own zone need no recovery: their items are in
+ *     the zone until written.  Files of any other zone (a crash, a zone
+ *     resized or renamed, a binary upgrade) are read and every item not
+ *     written yet is queued again, also while their writers still run;
+ *   - fully consumed files whose writer is gone are removed.
+ */
+
+
+/* worker: journal the batch and queue it, or nothing */
+ngx_int_t ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
+    ngx_graph_notify_entry_t *entries, ngx_uint_t n, ngx_str_t *tokens,
+    ngx_pool_t *pool, ngx_log_t *log);
+
+/* helper: take the lock and recover; NGX_AGAIN while another holds it */
+ngx_int_t ngx_graph_notify_journal_open(ngx_cycle_t *cycle,
+    ngx_graph_notify_main_conf_t *gmcf);
+ngx_uint_t ngx_graph_notify_journal_ready(void);
+
+/* helper: recovery, checkpoint and clean-up, on the helper's poll */
+void ngx_graph_notify_journal_poll(void);
+
+/* helper: queue more recovered items if the zone has room */
+void ngx_graph_notify_journal_recover(void);
+
+/* helper: an item left the queue for good (called by queue_done) */
+void ngx_graph_notify_journal_done(ngx_graph_notify_jref_t *jref);
+
+/* helper: write the done records of the items just written */
+void ngx_graph_notify_journal_flush(void);
+
+
+#endif /* _NGX_GRAPH_NOTIFY_JOURNAL_H_INCLUDED_ */

@@ -1,0 +1,229 @@
+# The journal: every item answered 202 reaches the output exactly once,
+# whatever happens to the processes and the shared memory meanwhile.
+
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use GraphNotify;
+
+master_on();
+workers(2);
+no_shuffle();
+
+# Items are told apart by their record id; while the output is /dev/full
+# they stay queued (and journaled).
+$GraphNotify::HTTP_CONFIG =~ s{graph_notify_output [^\n]*;}
+                              {graph_notify_output /dev/full;};
+
+our $N = 0;
+
+# Posts $batches batches of $size items; returns the ids answered 202.
+sub post_items {
+    my ($batches, $size, $tag) = @_;
+    my @ok;
+    for my $b (1 .. $batches) {
+        my @ids = map { sprintf "%s-%04d-%04d", $tag, $b, $_ } 1 .. $size;
+        my $res = GraphNotify::http_post("/graph/notify",
+            GraphNotify::basic_body(map { GraphNotify::basic_item(record => $_) } @ids));
+        push @ok, @ids if $res->{status} == 202;
+    }
+    return @ok;
+}
+
+sub written_ids {
+    my %n;
+    $n{ $_->{resourceData}{id} }++ for map { GraphNotify::json_decode($_) } GraphNotify::output_lines();
+    return \%n;
+}
+
+# Every id of @$acked written exactly once, and nothing else.
+sub check_once {
+    my ($acked, $what) = @_;
+    my $end = time + 20 * GraphNotify::valgrind_factor();
+    my $w;
+    while (1) {
+        $w = written_ids();
+        last if (grep { $w->{$_} } @$acked) == @$acked || time > $end;
+        select undef, undef, undef, 0.1;
+    }
+    select undef, undef, undef, 1.5;    # a second write would come now
+    $w = written_ids();
+    is(scalar(grep { ($w->{$_} // 0) == 1 } @$acked), scalar @$acked,
+       "$what: every acked item written once");
+    is(scalar(grep { $w->{$_} > 1 } keys %$w), 0, "$what: none twice");
+    is(scalar(keys %$w), scalar @$acked, "$what: nothing else");
+}
+
+sub writable {
+    rewrite_conf("graph_notify_output /dev/full;",
+                 "graph_notify_output logs/graph_notify.ndjson;");
+}
+
+sub queued {
+    my ($n) = @_;
+    ok(wait_for(sub { status()->{helper}{outputErrors} >= 1
+                      && status()->{queue}{items} == $n }),
+       "$n items held while the output fails");
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: graceful quit, then start: the queue comes back from the journal
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my @acked = main::post_items(3, 10, "quit");
+is(scalar @acked, 30, "30 items acked");
+main::queued(30);
+ok(scalar(journal_files()) >= 1, "journal files on disk");
+ok(stop_nginx_now('QUIT'), "nginx -s quit");
+main::writable();
+ok(start_nginx_again(), "started again");
+main::check_once(\@acked, "quit");
+my $st = status();
+is($st->{journal}{recovered}, 30, "30 recovered");
+is($st->{journal}{recoveries}, 1, "one recovery");
+ok(wait_for(sub { status()->{journal}{files} == 0 }), "consumed journals removed");
+stop_nginx_now('QUIT');
+
+
+
+=== TEST 2: fast stop (SIGTERM), then start
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my @acked = main::post_items(4, 25, "stop");
+is(scalar @acked, 100, "100 items acked");
+main::queued(100);
+ok(stop_nginx_now('TERM'), "nginx -s stop");
+main::writable();
+ok(start_nginx_again(), "started again");
+main::check_once(\@acked, "stop");
+stop_nginx_now('QUIT');
+
+
+
+=== TEST 3: SIGKILL of every nginx process, then start
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my @acked = main::post_items(5, 20, "kill");
+main::queued(100);
+ok(kill_nginx(), "every process killed");
+main::writable();
+ok(start_nginx_again(), "started again");
+main::check_once(\@acked, "kill -9");
+stop_nginx_now('QUIT');
+
+
+
+=== TEST 4: written items are not written again after a crash
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+main::writable();
+ok(reload_nginx(), "writable output");
+my @acked = main::post_items(3, 10, "done");
+main::check_once(\@acked, "before");
+ok(kill_nginx(), "every process killed");
+ok(start_nginx_again(), "started again");
+my @more = main::post_items(1, 5, "after");
+main::check_once([@acked, @more], "after the crash");
+is(status()->{journal}{recovered}, 0, "nothing queued again");
+stop_nginx_now('QUIT');
+
+
+
+=== TEST 5: reload with a resized zone: the old zone's items are recovered
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my @acked = main::post_items(3, 10, "resize");
+main::queued(30);
+rewrite_conf("graph_notify_zone graph_notify:1m;", "graph_notify_zone graph_notify:2m;");
+main::writable();
+ok(reload_nginx(), "reloaded with a 2m zone");
+main::check_once(\@acked, "resized");
+is(status()->{queue}{zoneSize}, 2097152, "the new zone");
+is(status()->{journal}{recovered}, 30, "recovered from the old zone's journal");
+stop_nginx_now('QUIT');
+
+
+
+=== TEST 6: binary upgrade (USR2, WINCH, QUIT the old master)
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my @acked = main::post_items(3, 10, "upgrade");
+main::queued(30);
+my $old = nginx_pid();
+main::writable();
+kill 'USR2', $old;
+ok(wait_for(sub { my $p = nginx_pid(); $p && $p != $old }), "a new master");
+my $new = nginx_pid();
+my @more = main::post_items(1, 10, "during");
+is(scalar @more, 10, "the new generation accepts meanwhile");
+kill 'WINCH', $old;
+kill 'QUIT', $old;
+ok(wait_for(sub { !kill 0, $old }), "old master gone");
+main::check_once([@acked, @more], "upgrade");
+stop_nginx_now('QUIT');
+
+
+
+=== TEST 7: quit while request bodies are still being sent
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+use IO::Socket::INET;
+main::writable();
+ok(reload_nginx(), "writable output");
+my @ids = map { "inflight-$_" } 1 .. 5;
+my $body = GraphNotify::basic_body(map { GraphNotify::basic_item(record => $_) } @ids);
+my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:" . Test::Nginx::Socket::server_port()) or die $!;
+print $s "POST /graph/notify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n"
+         . substr($body, 0, 100);
+select undef, undef, undef, 0.3;
+my @pids = nginx_processes();
+kill 'QUIT', $pids[0];
+ok(wait_for(sub { log_count(qr/gracefully shutting down/) >= 1 }), "shutting down");
+print $s substr($body, 100);
+my $answer = join '', <$s>;
+my ($code) = $answer =~ m{^HTTP/1.1 (\d+)};
+ok($code == 202 || $code == 503, "answered $code");
+ok(wait_for(sub { !grep { kill 0, $_ } @pids }), "all gone");
+ok(start_nginx_again(), "started again");
+main::check_once($code == 202 ? \@ids : [], "bodies in flight");
+stop_nginx_now('QUIT');
+
+
+
+=== TEST 8: a torn entry at the end of a journal: skipped, the rest recovered
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my @acked = main::post_items(3, 10, "torn");
+main::queued(30);
+ok(kill_nginx(), "every process killed");
+my @f = sort { -s $b <=> -s $a } journal_files();
+my $size = -s $f[0];
+open my $fh, '>>', $f[0] or die $!;
+print $fh pack("LLLL", 0x314a4e47, 5000, 0, 3), "x" x 40;
+close $fh;
+main::writable();
+ok(start_nginx_again(), "started again");
+main::check_once(\@acked, "torn tail");
+ok(wait_for(sub { log_count(qr/graph_notify: journal .* a torn entry at offset $size /) == 1 }),
+   "the torn entry logged");
+is(status()->{journal}{torn}, 1, "counted");
+stop_nginx_now('QUIT');
