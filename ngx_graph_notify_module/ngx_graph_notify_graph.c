@@ -569,6 +569,9 @@ ngx_graph_notify_graph_route(ngx_graph_notify_rjob_t *rj,
             return NGX_ERROR;
         }
 
+        /* the horizon counts from when the worker accepted it */
+        rec->first_seen = rj->received;
+
     } else {
         ngx_graph_notify_stat_inc(g->queue, records_coalesced);
     }
@@ -1801,7 +1804,9 @@ ngx_graph_notify_graph_finish(ngx_graph_notify_record_t *rec,
 
     /* notifications that came during the fetch: the record may be newer */
 
-    rec->first_seen = ngx_time();
+    rj = ngx_queue_data(ngx_queue_head(&rec->jobs), ngx_graph_notify_rjob_t,
+                        queue);
+    rec->first_seen = rj->received;
     ngx_graph_notify_graph_enqueue(rec, 0);
 }
 
@@ -2061,7 +2066,9 @@ ngx_graph_notify_graph_sweep(ngx_graph_notify_graph_t *g)
         /* a tenant without work is forgotten, its token with it */
 
         if (t->records == 0 && t->backlogged == 0 && t->running == 0
-            && !t->paused && now - t->active >= NGX_GRAPH_NOTIFY_TENANT_IDLE)
+            && (!t->paused
+                || (ngx_msec_int_t) (t->paused_until - ngx_current_msec) <= 0)
+            && now - t->active >= NGX_GRAPH_NOTIFY_TENANT_IDLE)
         {
             ngx_graph_notify_graph_tenant_free(t, 1);
         }
