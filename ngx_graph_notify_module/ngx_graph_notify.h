@@ -250,6 +250,8 @@ typedef struct {
     uint64_t                    seq;
     uint64_t                    zone_id;
     ngx_atomic_t                files;
+    ngx_atomic_t                journal_refused;
+    ngx_atomic_t                journal_logged;
     ngx_atomic_t                wake_pending;
     ngx_graph_notify_stats_t    stats;
 } ngx_graph_notify_shctx_t;

@@ -135,6 +135,8 @@ static ngx_int_t ngx_graph_notify_tenant_allowed(
     ngx_graph_notify_loc_conf_t *glcf, json_t *tenant);
 static ngx_int_t ngx_graph_notify_prepare_rich(ngx_graph_notify_ctx_t *ctx,
     json_t *enc, ngx_graph_notify_slot_t *slot);
+static void ngx_graph_notify_synced(ngx_http_request_t *r, ngx_int_t rc);
+static ngx_int_t ngx_graph_notify_accepted(ngx_http_request_t *r);
 static ngx_int_t ngx_graph_notify_accept(ngx_http_request_t *r,
     ngx_graph_notify_ctx_t *ctx);
 static ngx_int_t ngx_graph_notify_failed(ngx_http_request_t *r,
@@ -1014,6 +1016,38 @@ ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "graph_notify: queued %ui of %uz item(s)", k, ctx->n);
+
+    /* with graph_notify_sync, the 202 once the journal is on disk */
+
+    rc = k ? ngx_graph_notify_journal_sync(r, ngx_graph_notify_synced)
+           : NGX_OK;
+
+    if (rc == NGX_AGAIN) {
+        r->main->count++;
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_ERROR) {
+        return ngx_graph_notify_unavailable(r);
+    }
+
+    return ngx_graph_notify_accepted(r);
+}
+
+
+static void
+ngx_graph_notify_synced(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_finalize_request(r, rc == NGX_OK
+                                 ? ngx_graph_notify_accepted(r)
+                                 : ngx_graph_notify_unavailable(r));
+}
+
+
+static ngx_int_t
+ngx_graph_notify_accepted(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
 
     r->headers_out.status = NGX_HTTP_ACCEPTED;
     r->headers_out.content_length_n = 0;

@@ -63,13 +63,47 @@ typedef struct {
 } ngx_graph_notify_jstate_t;
 
 
+#define NGX_GRAPH_NOTIFY_JOURNAL_RETIRED  8
+
+
+/* a request whose 202 waits for the journal's fsync */
+typedef struct {
+    ngx_queue_t                   link;
+    ngx_http_request_t           *request;
+    ngx_graph_notify_journal_synced_pt  handler;
+} ngx_graph_notify_jwait_t;
+
+
+/* what one fsync task covers: every file a waiting request wrote to */
+typedef struct {
+    ngx_fd_t                      fd[NGX_GRAPH_NOTIFY_JOURNAL_RETIRED + 1];
+    ngx_uint_t                    nfd;
+    ngx_uint_t                    nretired;
+    ngx_err_t                     err;
+} ngx_graph_notify_jsync_t;
+
+
 /* the worker's own journal file */
 typedef struct {
     ngx_fd_t                      fd;
+    ngx_uint_t                    opened;
     off_t                         off;
     uint32_t                      file;
-    ngx_uint_t                    refused;
-    time_t                        logged;
+
+    /* graph_notify_sync: group commit, one fsync task at a time */
+    ngx_queue_t                   waiting;
+    ngx_queue_t                   syncing;
+    ngx_uint_t                    nwaiting;
+    ngx_uint_t                    running;
+    ngx_fd_t                      retired[NGX_GRAPH_NOTIFY_JOURNAL_RETIRED];
+    ngx_uint_t                    nretired;
+#if (NGX_THREADS)
+    ngx_thread_task_t            *task;
+#endif
+    ngx_event_t                   alive;
+    ngx_graph_notify_queue_t     *queue;
+    ngx_graph_notify_main_conf_t *gmcf;
+
     u_char                        name[NGX_MAX_PATH];
 } ngx_graph_notify_jwriter_t;
 
@@ -132,8 +166,14 @@ typedef struct {
 static ngx_int_t ngx_graph_notify_journal_writer(
     ngx_graph_notify_main_conf_t *gmcf, ngx_graph_notify_queue_t *q,
     ngx_log_t *log);
-static void ngx_graph_notify_journal_refused(ngx_log_t *log, ngx_err_t err,
-    const char *what);
+static void ngx_graph_notify_journal_refused(ngx_graph_notify_queue_t *q,
+    ngx_log_t *log, ngx_err_t err, const char *what);
+#if (NGX_THREADS)
+static ngx_int_t ngx_graph_notify_journal_fsync_start(ngx_log_t *log);
+static void ngx_graph_notify_journal_fsync_thread(void *data, ngx_log_t *log);
+static void ngx_graph_notify_journal_fsync_done(ngx_event_t *ev);
+#endif
+static void ngx_graph_notify_journal_alive(ngx_event_t *ev);
 static ngx_int_t ngx_graph_notify_journal_lock(void);
 static void ngx_graph_notify_journal_start(void);
 static ngx_int_t ngx_graph_notify_journal_list(void);
@@ -159,9 +199,8 @@ static void ngx_graph_notify_journal_more_handler(ngx_event_t *ev);
 static void ngx_graph_notify_journal_cleanup(void *data);
 
 
-static ngx_graph_notify_jwriter_t  ngx_graph_notify_jwriter = {
-    NGX_INVALID_FILE, 0, 0, 0, 0, { 0 }
-};
+/* zeroed: "opened" tells whether fd is a journal file */
+static ngx_graph_notify_jwriter_t  ngx_graph_notify_jwriter;
 
 static ngx_graph_notify_journal_t  *ngx_graph_notify_journal;
 
@@ -190,7 +229,9 @@ ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
     q = gmcf->shm_zone->data;
     w = &ngx_graph_notify_jwriter;
 
-    if (w->fd == NGX_INVALID_FILE || w->off >= NGX_GRAPH_NOTIFY_JOURNAL_ROTATE)
+    if (!w->opened
+        || (w->off >= NGX_GRAPH_NOTIFY_JOURNAL_ROTATE
+            && w->nretired < NGX_GRAPH_NOTIFY_JOURNAL_RETIRED))
     {
         if (ngx_graph_notify_journal_writer(gmcf, q, log) != NGX_OK) {
             ngx_graph_notify_stat_inc(q, journal_failures);
@@ -271,11 +312,18 @@ ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
         /* a part written is cut off; if that fails, a new file is next */
 
         if (written > 0 && ftruncate(w->fd, w->off) == -1) {
-            (void) ngx_close_file(w->fd);
-            w->fd = NGX_INVALID_FILE;
+            if (gmcf->sync && w->nretired < NGX_GRAPH_NOTIFY_JOURNAL_RETIRED)
+            {
+                w->retired[w->nretired++] = w->fd;
+
+            } else {
+                (void) ngx_close_file(w->fd);
+            }
+
+            w->opened = 0;
         }
 
-        ngx_graph_notify_journal_refused(log, err, "writing");
+        ngx_graph_notify_journal_refused(q, log, err, "writing");
 
         return NGX_DECLINED;
     }
@@ -301,7 +349,7 @@ ngx_graph_notify_journal_writer(ngx_graph_notify_main_conf_t *gmcf,
     w = &ngx_graph_notify_jwriter;
 
     if (gmcf->path->name.len + 64 > NGX_MAX_PATH) {
-        ngx_graph_notify_journal_refused(log, 0, "naming");
+        ngx_graph_notify_journal_refused(q, log, 0, "naming");
         return NGX_ERROR;
     }
 
@@ -317,21 +365,28 @@ ngx_graph_notify_journal_writer(ngx_graph_notify_main_conf_t *gmcf,
                        NGX_FILE_CREATE_OR_OPEN|NGX_FILE_NONBLOCK, 0600);
 
     if (fd == NGX_INVALID_FILE) {
-        ngx_graph_notify_journal_refused(log, ngx_errno, "opening");
+        ngx_graph_notify_journal_refused(q, log, ngx_errno, "opening");
         return NGX_ERROR;
     }
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_graph_notify_journal_refused(log, ngx_errno, "opening");
+        ngx_graph_notify_journal_refused(q, log, ngx_errno, "opening");
         (void) ngx_close_file(fd);
         return NGX_ERROR;
     }
 
-    if (w->fd != NGX_INVALID_FILE) {
-        (void) ngx_close_file(w->fd);
+    if (w->opened) {
+        if (gmcf->sync) {
+            /* requests wrote to it: the next fsync covers it, then it goes */
+            w->retired[w->nretired++] = w->fd;
+
+        } else {
+            (void) ngx_close_file(w->fd);
+        }
     }
 
     w->fd = fd;
+    w->opened = 1;
     w->off = ngx_file_size(&fi);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -342,29 +397,278 @@ ngx_graph_notify_journal_writer(ngx_graph_notify_main_conf_t *gmcf,
 
 
 static void
-ngx_graph_notify_journal_refused(ngx_log_t *log, ngx_err_t err,
-    const char *what)
+ngx_graph_notify_journal_refused(ngx_graph_notify_queue_t *q, ngx_log_t *log,
+    ngx_err_t err, const char *what)
 {
-    time_t                       now;
-    ngx_graph_notify_jwriter_t  *w;
+    time_t             now, last;
+    ngx_atomic_uint_t  n;
 
-    /* one line a minute, with the count, whatever the rate of requests */
+    /*
+     * One line a minute for all workers together, with the count, whatever
+     * the rate of requests.
+     */
 
-    w = &ngx_graph_notify_jwriter;
-    w->refused++;
+    (void) ngx_atomic_fetch_add(&q->sh->journal_refused, 1);
+
     now = ngx_time();
+    last = (time_t) q->sh->journal_logged;
 
-    if (now - w->logged < 60) {
+    if (now - last < 60
+        || !ngx_atomic_cmp_set(&q->sh->journal_logged, (ngx_atomic_uint_t) last,
+                               (ngx_atomic_uint_t) now))
+    {
         return;
     }
 
-    ngx_log_error(NGX_LOG_ERR, log, err,
-                  "graph_notify: %s the journal \"%s\" failed, %ui batch(es) "
-                  "refused with 503 since the last report",
-                  what, w->name, w->refused);
+    n = q->sh->journal_refused;
+    (void) ngx_atomic_fetch_add(&q->sh->journal_refused, -(ngx_atomic_int_t) n);
 
-    w->logged = now;
-    w->refused = 0;
+    ngx_log_error(NGX_LOG_ERR, log, err,
+                  "graph_notify: %s the journal \"%s\" failed, %uA batch(es) "
+                  "refused with 503 since the last report",
+                  what, ngx_graph_notify_jwriter.name, n);
+}
+
+
+/*
+ * graph_notify_sync: the 202 waits until the journal is on disk.  The
+ * fsync runs in a thread of the pool; the requests that wrote meanwhile
+ * wait for the next one, which covers them all (group commit).
+ */
+
+ngx_int_t
+ngx_graph_notify_journal_sync(ngx_http_request_t *r,
+    ngx_graph_notify_journal_synced_pt handler)
+{
+#if (NGX_THREADS)
+
+    ngx_graph_notify_jwait_t      *wt;
+    ngx_graph_notify_jwriter_t    *w;
+    ngx_graph_notify_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
+
+    if (!gmcf->sync || gmcf->thread_pool == NULL) {
+        return NGX_OK;
+    }
+
+    w = &ngx_graph_notify_jwriter;
+
+    if (w->gmcf == NULL) {
+        ngx_queue_init(&w->waiting);
+        ngx_queue_init(&w->syncing);
+
+        w->gmcf = gmcf;
+        w->queue = gmcf->shm_zone->data;
+
+        w->alive.handler = ngx_graph_notify_journal_alive;
+        w->alive.data = w;
+        w->alive.log = ngx_cycle->log;
+    }
+
+    wt = ngx_palloc(r->pool, sizeof(ngx_graph_notify_jwait_t));
+    if (wt == NULL) {
+        return NGX_ERROR;
+    }
+
+    wt->request = r;
+    wt->handler = handler;
+
+    ngx_queue_insert_tail(&w->waiting, &wt->link);
+    w->nwaiting++;
+
+    /*
+     * A timer that is not cancelable keeps a worker that is told to quit
+     * alive until the requests it journaled are answered.
+     */
+
+    if (!w->alive.timer_set) {
+        ngx_add_timer(&w->alive, 60000);
+    }
+
+    if (!w->running && ngx_graph_notify_journal_fsync_start(r->connection->log)
+                       != NGX_OK)
+    {
+        ngx_queue_remove(&wt->link);
+        w->nwaiting--;
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
+
+#else
+
+    return NGX_OK;
+
+#endif
+}
+
+
+#if (NGX_THREADS)
+
+static ngx_int_t
+ngx_graph_notify_journal_fsync_start(ngx_log_t *log)
+{
+    ngx_uint_t                   i;
+    ngx_graph_notify_jsync_t    *js;
+    ngx_graph_notify_jwriter_t  *w;
+
+    w = &ngx_graph_notify_jwriter;
+
+    if (w->task == NULL) {
+        w->task = ngx_thread_task_alloc(ngx_cycle->pool,
+                                        sizeof(ngx_graph_notify_jsync_t));
+        if (w->task == NULL) {
+            return NGX_ERROR;
+        }
+
+        w->task->handler = ngx_graph_notify_journal_fsync_thread;
+        w->task->event.handler = ngx_graph_notify_journal_fsync_done;
+        w->task->event.data = w;
+    }
+
+    js = w->task->ctx;
+
+    /* the current file and those left since the last fsync */
+
+    js->nfd = 0;
+
+    for (i = 0; i < w->nretired; i++) {
+        js->fd[js->nfd++] = w->retired[i];
+    }
+
+    js->nretired = w->nretired;
+
+    if (w->opened) {
+        js->fd[js->nfd++] = w->fd;
+    }
+
+    js->err = 0;
+
+    w->task->event.log = log;
+
+    if (ngx_thread_task_post(w->gmcf->thread_pool, w->task) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* everyone waiting now is covered by this fsync */
+
+    ngx_queue_add(&w->syncing, &w->waiting);
+    ngx_queue_init(&w->waiting);
+
+    w->running = w->nwaiting;
+    w->nwaiting = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_journal_fsync_thread(void *data, ngx_log_t *log)
+{
+    ngx_graph_notify_jsync_t *js = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < js->nfd; i++) {
+        if (fdatasync(js->fd[i]) == -1) {
+            js->err = ngx_errno;
+        }
+    }
+}
+
+
+static void
+ngx_graph_notify_journal_fsync_done(ngx_event_t *ev)
+{
+    ngx_int_t                    rc;
+    ngx_uint_t                   i, n;
+    ngx_queue_t                 *qe, done;
+    ngx_http_request_t          *r;
+    ngx_connection_t            *c;
+    ngx_graph_notify_jsync_t    *js;
+    ngx_graph_notify_jwait_t    *wt;
+    ngx_graph_notify_jwriter_t  *w;
+
+    w = ev->data;
+    js = w->task->ctx;
+
+    /* files retired before this fsync are on disk now: closed */
+
+    for (i = 0; i < js->nretired; i++) {
+        (void) ngx_close_file(js->fd[i]);
+    }
+
+    for (i = js->nretired; i < w->nretired; i++) {
+        w->retired[i - js->nretired] = w->retired[i];
+    }
+
+    w->nretired -= js->nretired;
+
+    n = w->running;
+    w->running = 0;
+
+    ngx_graph_notify_stat_inc(w->queue, journal_fsyncs);
+    ngx_graph_notify_stat_add(w->queue, journal_fsync_requests, n);
+
+    if (n > w->queue->sh->stats.journal_fsync_group_max) {
+        /* a gauge: a lost race only shows a slightly smaller maximum */
+        w->queue->sh->stats.journal_fsync_group_max = n;
+    }
+
+    if (js->err) {
+        ngx_log_error(NGX_LOG_ALERT, ev->log, js->err,
+                      "graph_notify: fdatasync() of the journal \"%s\" "
+                      "failed, %ui request(s) answered 503", w->name, n);
+    }
+
+    rc = js->err ? NGX_ERROR : NGX_OK;
+
+    ngx_queue_init(&done);
+    ngx_queue_add(&done, &w->syncing);
+    ngx_queue_init(&w->syncing);
+
+    /* the next group first, so that it fills while these are answered */
+
+    if (w->nwaiting
+        && ngx_graph_notify_journal_fsync_start(ev->log) != NGX_OK)
+    {
+        ngx_queue_add(&done, &w->waiting);
+        ngx_queue_init(&w->waiting);
+        w->nwaiting = 0;
+        rc = NGX_ERROR;
+    }
+
+    while (!ngx_queue_empty(&done)) {
+        qe = ngx_queue_head(&done);
+        ngx_queue_remove(qe);
+
+        wt = ngx_queue_data(qe, ngx_graph_notify_jwait_t, link);
+        r = wt->request;
+        c = r->connection;
+
+        wt->handler(r, rc);
+
+        ngx_http_run_posted_requests(c);
+    }
+
+    if (!w->running && w->nwaiting == 0 && w->alive.timer_set) {
+        ngx_del_timer(&w->alive);
+    }
+}
+
+#endif
+
+
+static void
+ngx_graph_notify_journal_alive(ngx_event_t *ev)
+{
+    /* only a backstop: an fsync that takes a minute is answered then */
+
+    if (ngx_graph_notify_jwriter.running || ngx_graph_notify_jwriter.nwaiting)
+    {
+        ngx_add_timer(ev, 60000);
+    }
 }
 
 

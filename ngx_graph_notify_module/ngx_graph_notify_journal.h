@@ -45,6 +45,18 @@ ngx_int_t ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
     ngx_graph_notify_entry_t *entries, ngx_uint_t n, ngx_str_t *tokens,
     ngx_pool_t *pool, ngx_log_t *log);
 
+/*
+ * worker, after a successful append: NGX_OK when there is nothing to wait
+ * for (graph_notify_sync off), NGX_AGAIN when handler(r, rc) will be called
+ * once the journal is on disk (rc NGX_OK) or could not be (NGX_ERROR):
+ * the caller keeps the request (r->main->count++) and answers then.
+ */
+typedef void (*ngx_graph_notify_journal_synced_pt)(ngx_http_request_t *r,
+    ngx_int_t rc);
+
+ngx_int_t ngx_graph_notify_journal_sync(ngx_http_request_t *r,
+    ngx_graph_notify_journal_synced_pt handler);
+
 /* helper: take the lock and recover; NGX_AGAIN while another holds it */
 ngx_int_t ngx_graph_notify_journal_open(ngx_cycle_t *cycle,
     ngx_graph_notify_main_conf_t *gmcf);

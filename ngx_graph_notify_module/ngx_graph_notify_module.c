@@ -159,6 +159,13 @@ static ngx_command_t  ngx_graph_notify_commands[] = {
       0,
       NULL },
 
+    { ngx_string("graph_notify_sync"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, sync),
+      NULL },
+
     { ngx_string("graph_notify_lease"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_sec_slot,
@@ -349,6 +356,7 @@ ngx_graph_notify_create_main_conf(ngx_conf_t *cf)
     gmcf->max_items = NGX_CONF_UNSET_UINT;
     gmcf->output_mode = NGX_CONF_UNSET_UINT;
     gmcf->lease = NGX_CONF_UNSET;
+    gmcf->sync = NGX_CONF_UNSET;
     gmcf->wake_fd = NGX_INVALID_FILE;
     gmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     gmcf->request_timeout = NGX_CONF_UNSET_MSEC;
@@ -370,6 +378,7 @@ ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_graph_notify_queue_t  *q;
 
     ngx_conf_init_value(gmcf->lease, 60);
+    ngx_conf_init_value(gmcf->sync, 0);
     ngx_conf_init_msec_value(gmcf->connect_timeout, 10000);
     ngx_conf_init_msec_value(gmcf->request_timeout, 60000);
     ngx_conf_init_uint_value(gmcf->concurrency, 16);
@@ -478,6 +487,21 @@ ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
 #endif
+
+    /* the fsync of the journal must never run on the event loop */
+
+#if (NGX_THREADS)
+    if (gmcf->sync && gmcf->thread_pool == NULL)
+#else
+    if (gmcf->sync)
+#endif
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"graph_notify_sync on\" needs a thread pool, "
+                      "and graph_notify_thread_pool is off or NGINX was "
+                      "built without threads");
+        return NGX_CONF_ERROR;
+    }
 
     if (ngx_graph_notify_init_wake(cf, gmcf) != NGX_OK) {
         return NGX_CONF_ERROR;

@@ -24,6 +24,7 @@ our @EXPORT = qw(
     start_sim sim_get sim_post sim_record sim_faults sim_stats sim_reset
     sim_count record_lines wait_for rewrite_conf
     nginx_processes stop_nginx_now kill_nginx start_nginx_again journal_files
+    post_items written_ids check_once
 );
 
 my $json = JSON::PP->new->utf8->canonical->allow_nonref;
@@ -203,6 +204,45 @@ sub journal_files {
     my ($dir) = @_;
     $dir ||= servroot() . "/graph_notify_temp";
     return grep { m{/journal\.[0-9a-f]{16}\.\d+\.\d+$} } glob "$dir/journal.*";
+}
+
+# Posts $batches batches of $size items whose record ids start with $tag;
+# returns the ids answered 202.
+sub post_items {
+    my ($batches, $size, $tag) = @_;
+    my @ok;
+    for my $b (1 .. $batches) {
+        my @ids = map { sprintf "%s-%04d-%04d", $tag, $b, $_ } 1 .. $size;
+        my $res = http_post("/graph/notify",
+            basic_body(map { basic_item(record => $_) } @ids));
+        push @ok, @ids if $res->{status} == 202;
+    }
+    return @ok;
+}
+
+# How often each record id is in the output.
+sub written_ids {
+    my %n;
+    $n{ $_->{resourceData}{id} }++ for map { json_decode($_) } output_lines();
+    return \%n;
+}
+
+# Every id of @$acked written exactly once, and nothing else.
+sub check_once {
+    my ($acked, $what) = @_;
+    my $end = time + 20 * valgrind_factor();
+    my $w;
+    while (1) {
+        $w = written_ids();
+        last if (grep { $w->{$_} } @$acked) == @$acked || time > $end;
+        sleep 0.1;
+    }
+    sleep 1.5;    # a second write of anything would come by now
+    $w = written_ids();
+    is(scalar(grep { ($w->{$_} // 0) == 1 } @$acked), scalar @$acked,
+       "$what: every acked item written once");
+    is(scalar(grep { $w->{$_} > 1 } keys %$w), 0, "$what: none twice");
+    is(scalar(keys %$w), scalar @$acked, "$what: nothing else");
 }
 
 sub vector {

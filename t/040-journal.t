@@ -14,45 +14,6 @@ no_shuffle();
 $GraphNotify::HTTP_CONFIG =~ s{graph_notify_output [^\n]*;}
                               {graph_notify_output /dev/full;};
 
-our $N = 0;
-
-# Posts $batches batches of $size items; returns the ids answered 202.
-sub post_items {
-    my ($batches, $size, $tag) = @_;
-    my @ok;
-    for my $b (1 .. $batches) {
-        my @ids = map { sprintf "%s-%04d-%04d", $tag, $b, $_ } 1 .. $size;
-        my $res = GraphNotify::http_post("/graph/notify",
-            GraphNotify::basic_body(map { GraphNotify::basic_item(record => $_) } @ids));
-        push @ok, @ids if $res->{status} == 202;
-    }
-    return @ok;
-}
-
-sub written_ids {
-    my %n;
-    $n{ $_->{resourceData}{id} }++ for map { GraphNotify::json_decode($_) } GraphNotify::output_lines();
-    return \%n;
-}
-
-# Every id of @$acked written exactly once, and nothing else.
-sub check_once {
-    my ($acked, $what) = @_;
-    my $end = time + 20 * GraphNotify::valgrind_factor();
-    my $w;
-    while (1) {
-        $w = written_ids();
-        last if (grep { $w->{$_} } @$acked) == @$acked || time > $end;
-        select undef, undef, undef, 0.1;
-    }
-    select undef, undef, undef, 1.5;    # a second write would come now
-    $w = written_ids();
-    is(scalar(grep { ($w->{$_} // 0) == 1 } @$acked), scalar @$acked,
-       "$what: every acked item written once");
-    is(scalar(grep { $w->{$_} > 1 } keys %$w), 0, "$what: none twice");
-    is(scalar(keys %$w), scalar @$acked, "$what: nothing else");
-}
-
 sub writable {
     rewrite_conf("graph_notify_output /dev/full;",
                  "graph_notify_output logs/graph_notify.ndjson;");
@@ -74,14 +35,14 @@ __DATA__
 GET /graph/status
 --- error_code: 200
 --- post_check
-my @acked = main::post_items(3, 10, "quit");
+my @acked = post_items(3, 10, "quit");
 is(scalar @acked, 30, "30 items acked");
 main::queued(30);
 ok(scalar(journal_files()) >= 1, "journal files on disk");
 ok(stop_nginx_now('QUIT'), "nginx -s quit");
 main::writable();
 ok(start_nginx_again(), "started again");
-main::check_once(\@acked, "quit");
+check_once(\@acked, "quit");
 my $st = status();
 is($st->{journal}{recovered}, 30, "30 recovered");
 is($st->{journal}{recoveries}, 1, "one recovery");
@@ -95,13 +56,13 @@ stop_nginx_now('QUIT');
 GET /graph/status
 --- error_code: 200
 --- post_check
-my @acked = main::post_items(4, 25, "stop");
+my @acked = post_items(4, 25, "stop");
 is(scalar @acked, 100, "100 items acked");
 main::queued(100);
 ok(stop_nginx_now('TERM'), "nginx -s stop");
 main::writable();
 ok(start_nginx_again(), "started again");
-main::check_once(\@acked, "stop");
+check_once(\@acked, "stop");
 stop_nginx_now('QUIT');
 
 
@@ -111,12 +72,12 @@ stop_nginx_now('QUIT');
 GET /graph/status
 --- error_code: 200
 --- post_check
-my @acked = main::post_items(5, 20, "kill");
+my @acked = post_items(5, 20, "kill");
 main::queued(100);
 ok(kill_nginx(), "every process killed");
 main::writable();
 ok(start_nginx_again(), "started again");
-main::check_once(\@acked, "kill -9");
+check_once(\@acked, "kill -9");
 stop_nginx_now('QUIT');
 
 
@@ -128,12 +89,12 @@ GET /graph/status
 --- post_check
 main::writable();
 ok(reload_nginx(), "writable output");
-my @acked = main::post_items(3, 10, "done");
-main::check_once(\@acked, "before");
+my @acked = post_items(3, 10, "done");
+check_once(\@acked, "before");
 ok(kill_nginx(), "every process killed");
 ok(start_nginx_again(), "started again");
-my @more = main::post_items(1, 5, "after");
-main::check_once([@acked, @more], "after the crash");
+my @more = post_items(1, 5, "after");
+check_once([@acked, @more], "after the crash");
 is(status()->{journal}{recovered}, 0, "nothing queued again");
 stop_nginx_now('QUIT');
 
@@ -144,12 +105,12 @@ stop_nginx_now('QUIT');
 GET /graph/status
 --- error_code: 200
 --- post_check
-my @acked = main::post_items(3, 10, "resize");
+my @acked = post_items(3, 10, "resize");
 main::queued(30);
 rewrite_conf("graph_notify_zone graph_notify:1m;", "graph_notify_zone graph_notify:2m;");
 main::writable();
 ok(reload_nginx(), "reloaded with a 2m zone");
-main::check_once(\@acked, "resized");
+check_once(\@acked, "resized");
 is(status()->{queue}{zoneSize}, 2097152, "the new zone");
 is(status()->{journal}{recovered}, 30, "recovered from the old zone's journal");
 stop_nginx_now('QUIT');
@@ -161,19 +122,19 @@ stop_nginx_now('QUIT');
 GET /graph/status
 --- error_code: 200
 --- post_check
-my @acked = main::post_items(3, 10, "upgrade");
+my @acked = post_items(3, 10, "upgrade");
 main::queued(30);
 my $old = nginx_pid();
 main::writable();
 kill 'USR2', $old;
 ok(wait_for(sub { my $p = nginx_pid(); $p && $p != $old }), "a new master");
 my $new = nginx_pid();
-my @more = main::post_items(1, 10, "during");
+my @more = post_items(1, 10, "during");
 is(scalar @more, 10, "the new generation accepts meanwhile");
 kill 'WINCH', $old;
 kill 'QUIT', $old;
 ok(wait_for(sub { !kill 0, $old }), "old master gone");
-main::check_once([@acked, @more], "upgrade");
+check_once([@acked, @more], "upgrade");
 stop_nginx_now('QUIT');
 
 
@@ -202,7 +163,7 @@ my ($code) = $answer =~ m{^HTTP/1.1 (\d+)};
 ok($code == 202 || $code == 503, "answered $code");
 ok(wait_for(sub { !grep { kill 0, $_ } @pids }), "all gone");
 ok(start_nginx_again(), "started again");
-main::check_once($code == 202 ? \@ids : [], "bodies in flight");
+check_once($code == 202 ? \@ids : [], "bodies in flight");
 stop_nginx_now('QUIT');
 
 
@@ -212,7 +173,7 @@ stop_nginx_now('QUIT');
 GET /graph/status
 --- error_code: 200
 --- post_check
-my @acked = main::post_items(3, 10, "torn");
+my @acked = post_items(3, 10, "torn");
 main::queued(30);
 ok(kill_nginx(), "every process killed");
 my @f = sort { -s $b <=> -s $a } journal_files();
@@ -222,7 +183,7 @@ print $fh pack("LLLL", 0x314a4e47, 5000, 0, 3), "x" x 40;
 close $fh;
 main::writable();
 ok(start_nginx_again(), "started again");
-main::check_once(\@acked, "torn tail");
+check_once(\@acked, "torn tail");
 ok(wait_for(sub { log_count(qr/graph_notify: journal .* a torn entry at offset $size /) == 1 }),
    "the torn entry logged");
 is(status()->{journal}{torn}, 1, "counted");

@@ -1,0 +1,155 @@
+# The journal with graph_notify_sync, a journal on a full disk, and call
+# records waiting for Graph when NGINX stops.
+
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use GraphNotify;
+use IO::Socket::INET;
+
+master_on();
+workers(2);
+no_shuffle();
+GraphNotify::start_sim();
+
+our $WRITABLE = $GraphNotify::HTTP_CONFIG;
+our $SYNC = $WRITABLE . "    graph_notify_sync on;\n";
+our $FULL = $SYNC;
+$FULL =~ s{graph_notify_output [^\n]*;}{graph_notify_output /dev/full;};
+
+our $TMPFS;
+
+# $n POSTs of one item each, all sent before any answer is read.
+sub post_parallel {
+    my ($n, $tag) = @_;
+    my (@socks, @ids);
+    for my $i (1 .. $n) {
+        my $id = "$tag-$i";
+        my $body = GraphNotify::basic_body(GraphNotify::basic_item(record => $id));
+        my $s = IO::Socket::INET->new(
+            PeerAddr => "127.0.0.1:" . Test::Nginx::Socket::server_port()) or die $!;
+        print $s "POST /graph/notify HTTP/1.1\r\nHost: x\r\n"
+                 . "Content-Type: application/json\r\nConnection: close\r\n"
+                 . "Content-Length: " . length($body) . "\r\n\r\n$body";
+        push @socks, [$s, $id];
+    }
+    for my $p (@socks) {
+        my $s = $p->[0];
+        my $answer = join '', <$s>;
+        push @ids, $p->[1] if $answer =~ m{^HTTP/1.1 202};
+    }
+    return @ids;
+}
+
+END { system("umount", $TMPFS) if $TMPFS; }
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: graph_notify_sync on: answered after the fsync, many requests per fsync
+--- http_config eval
+$main::SYNC
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my @ids = main::post_parallel(40, "sync");
+is(scalar @ids, 40, "40 requests answered 202");
+my $j = status()->{journal};
+ok($j->{sync}, "sync is on");
+is($j->{fsyncRequests}, 40, "each answered after an fsync");
+cmp_ok($j->{fsyncs}, '>=', 1, "fsyncs done");
+cmp_ok($j->{fsyncs}, '<=', 40, "at most one per request");
+cmp_ok($j->{fsyncGroupMax}, '>=', 1, "the largest group");
+like(status_text("?format=prometheus"), qr/^graph_notify_journal_fsync_requests_total 40$/m,
+     "in the Prometheus format");
+check_once(\@ids, "sync");
+
+
+
+=== TEST 2: sync on, output failing, every process killed: nothing lost
+--- http_config eval
+$main::FULL
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my @acked = post_items(4, 10, "synckill");
+is(scalar @acked, 40, "40 acked");
+ok(wait_for(sub { status()->{helper}{outputErrors} >= 1 }), "the output fails");
+ok(kill_nginx(), "every process killed");
+rewrite_conf("graph_notify_output /dev/full;", "graph_notify_output logs/graph_notify.ndjson;");
+ok(start_nginx_again(), "started again");
+check_once(\@acked, "sync, kill -9");
+stop_nginx_now('QUIT');
+
+
+
+=== TEST 3: the journal's disk is full: 503 with Retry-After, one log line, nothing acked lost
+--- http_config eval
+$main::WRITABLE
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my $dir = GraphNotify::servroot() . "/graph_notify_temp";
+ok(stop_nginx_now('QUIT'), "stopped");
+SKIP: {
+    skip("mounting a tmpfs is not allowed here", 9)
+        unless system("mount -t tmpfs -o size=256k tmpfs $dir 2>/dev/null") == 0;
+    $main::TMPFS = $dir;
+    ok(start_nginx_again(), "started on a 256 KB journal directory");
+    my @acked = post_items(2, 10, "before");
+    is(scalar @acked, 20, "accepted while there is room");
+    open my $fh, '>', "$dir/filler" or die $!;
+    { local $SIG{XFSZ} = 'IGNORE'; 1 while syswrite($fh, "x" x 4096) }
+    close $fh;
+    truncate "$dir/filler", (-s "$dir/filler") - 8192;
+    my (@codes, $retry);
+    for my $b (1 .. 8) {
+        my @ids = map { "full-$b-$_" } 1 .. 30;
+        my $res = GraphNotify::http_post("/graph/notify",
+            GraphNotify::basic_body(map { GraphNotify::basic_item(record => $_) } @ids));
+        push @codes, $res->{status};
+        push @acked, @ids if $res->{status} == 202;
+        $retry = $res->{headers}{'retry-after'} if $res->{status} == 503;
+    }
+    cmp_ok(scalar(grep { $_ == 503 } @codes), '>=', 6, "refused with 503 (@codes)");
+    is(scalar(grep { $_ != 503 && $_ != 202 } @codes), 0, "nothing else");
+    ok($retry, "with Retry-After");
+    is(log_count(qr/graph_notify: writing the journal .* failed/), 1, "one log line");
+    cmp_ok(status()->{journal}{failures}, '>=', 6, "counted");
+    unlink "$dir/filler";
+    push @acked, post_items(1, 10, "after");
+    ok((grep { /^after-/ } @acked) == 10, "accepted again once there is room");
+    check_once(\@acked, "full disk");
+    stop_nginx_now('QUIT');
+    is(system("umount", $dir), 0, "unmounted");
+    $main::TMPFS = undef;
+}
+
+
+
+=== TEST 4: call records waiting for Graph when nginx stops: fetched and written once after the start
+--- http_config eval
+GraphNotify::graph_config()
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+GraphNotify::sim_reset();
+my @r = map { sprintf "c4000000-0000-4000-8000-%012d", $_ } 1 .. 4;
+GraphNotify::sim_record(id => $_, sessions => 2) for @r;
+GraphNotify::sim_faults(latency_ms => 5000);
+is(GraphNotify::http_post("/graph/notify", GraphNotify::basic_body(
+    map { GraphNotify::basic_item(record => $_) } @r))->{status}, 202, "acked");
+ok(wait_for(sub { (status()->{graph}{running} // 0) > 0 }), "fetches in flight");
+ok(stop_nginx_now('QUIT'), "nginx -s quit");
+GraphNotify::sim_faults();
+ok(start_nginx_again(), "started again");
+my @lines = record_lines(4, 30);
+sleep 2;
+@lines = record_lines(5, 0.5);
+is(join(",", sort map { $_->{callRecord}{id} } @lines), join(",", sort @r), "each record written once");
+is(status()->{journal}{recovered}, 4, "the four notifications recovered");
+stop_nginx_now('QUIT');
