@@ -5,7 +5,20 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use GraphNotify;
 
+# with the Graph client and a subscription, so that the status page shows
+# every metric there is
+master_on();
 no_shuffle();
+GraphNotify::start_sim();
+
+our $T = '11111111-2222-3333-4444-555555555555';
+
+sub config {
+    return GraphNotify::graph_config(extra =>
+        "graph_notify_subscription communications/callRecords tenant=$T "
+        . "url=http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/graph/notify;");
+}
+
 run_tests();
 
 # metric name => { label => { value => 1 } }, from the Prometheus output
@@ -43,7 +56,12 @@ sub check_expr {
 }
 
 sub contrib_check {
-    my $m = exported(status_text("?format=prometheus"));
+    my $text = wait_for(sub {
+        my $t = status_text("?format=prometheus");
+        return $t =~ /^graph_notify_subscription_up\{/m ? $t : undef;
+    });
+    ok($text, "the subscription's metrics are on the status page");
+    my $m = exported($text // '');
     ok(keys %$m > 10, "the status page exports metrics");
     my $top = $ENV{TEST_NGINX_TOP};
 
@@ -65,8 +83,8 @@ sub contrib_check {
         ok((grep { /$topic/ } @names), "an alert for $topic");
     }
 
-    my $text = read_file("$top/contrib/grafana/graph-notify.dashboard.json");
-    my $d = eval { json_decode($text) };
+    my $dash = read_file("$top/contrib/grafana/graph-notify.dashboard.json");
+    my $d = eval { json_decode($dash) };
     ok($d, "the dashboard is valid JSON") or diag($@);
     return unless $d;
     my $panels = 0;
@@ -79,7 +97,7 @@ sub contrib_check {
     cmp_ok($panels, '>=', 8, "$panels panels");
 
     # a metric the kit does not show yet is worth a note, not a failure
-    my $used = $rules . $text;
+    my $used = $rules . $dash;
     for my $name (sort keys %$m) {
         diag("contrib/ does not use $name yet")
             unless $used =~ /\b\Q$name\E\b/;
@@ -89,6 +107,10 @@ sub contrib_check {
 __DATA__
 
 === TEST 1: the alerting rules and the dashboard name exported metrics only
+--- http_config eval
+main::config()
+--- init
+GraphNotify::sim_reset();
 --- request
 GET /graph/status?format=prometheus
 --- response_headers
