@@ -100,6 +100,7 @@ typedef void (*ngx_graph_notify_task_pt)(ngx_graph_notify_task_t *task,
 /* a unit of work against Graph: paced, retried, one request at a time */
 struct ngx_graph_notify_task_s {
     ngx_queue_t                 link;
+    ngx_queue_t                 all;
     ngx_event_t                 timer;
     ngx_str_t                  *tenant;
     ngx_graph_notify_task_pt    start;
@@ -185,6 +186,7 @@ typedef struct {
     ngx_array_t                     backfills;   /* backfill_t */
 
     ngx_queue_t                     ready;
+    ngx_queue_t                     tasks;
     ngx_uint_t                      running;
     ngx_msec_t                      next_start;
     ngx_event_t                     pump;
@@ -1256,6 +1258,7 @@ ngx_graph_notify_subscription_init(ngx_cycle_t *cycle,
     m->lock_fd = NGX_INVALID_FILE;
 
     ngx_queue_init(&m->ready);
+    ngx_queue_init(&m->tasks);
 
     m->dummy.fd = (ngx_socket_t) -1;
 
@@ -1291,7 +1294,7 @@ ngx_graph_notify_subscription_init(ngx_cycle_t *cycle,
     if (ngx_array_init(&m->subs, cycle->pool, scf->subs.nelts,
                        sizeof(ngx_graph_notify_sub_t))
         != NGX_OK
-        || ngx_array_init(&m->lists, cycle->pool, 4,
+        || ngx_array_init(&m->lists, cycle->pool, scf->subs.nelts,
                           sizeof(ngx_graph_notify_sub_list_t))
            != NGX_OK
         || ngx_array_init(&m->backfills, cycle->pool, 4,
@@ -1438,12 +1441,11 @@ ngx_graph_notify_sub_begin(ngx_graph_notify_subs_t *m)
                                    ngx_graph_notify_list_start);
     }
 
-    /* pointers into the array are stable from here on */
+    /* the array has room for one listing per subscription: never moved */
 
     l = m->lists.elts;
 
     for (j = 0; j < m->lists.nelts; j++) {
-        l[j].task.timer.data = &l[j].task;
         ngx_graph_notify_task_schedule(&l[j].task, 0);
     }
 
@@ -1725,6 +1727,7 @@ ngx_graph_notify_task_init(ngx_graph_notify_subs_t *m,
     task->timer.log = m->log;
     task->timer.cancelable = 1;
     ngx_queue_init(&task->link);
+    ngx_queue_insert_tail(&m->tasks, &task->all);
 }
 
 
@@ -2622,6 +2625,7 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
     json_t                   *obj;
     time_t                    now;
     ngx_msec_t                delay;
+    ngx_uint_t                next;
     ngx_graph_notify_sub_t   *s;
     ngx_graph_notify_subs_t  *m;
     ngx_graph_notify_task_t  *task;
@@ -2632,6 +2636,7 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
     status = req->status;
     now = ngx_time();
     delay = 0;
+    next = 0;
 
     obj = NULL;
 
@@ -2643,6 +2648,11 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
             obj = NULL;
             status = 502;
         }
+    }
+
+    if (status == 401) {
+        /* a token Graph no longer takes: the next attempt gets a new one */
+        ngx_graph_notify_token_invalidate(task->tenant, &task->bearer);
     }
 
     switch (s->op) {
@@ -2704,6 +2714,7 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
                     s->op = NGX_GRAPH_NOTIFY_OP_RENEW;
                     s->fix_url = 1;
                     m->dirty = 1;
+                    next = 1;
                     break;
                 }
             }
@@ -2756,8 +2767,8 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
         }
 
         if (status == 404) {
-            s->op = NGX_GRAPH_NOTIFY_OP_CREATE;
             ngx_graph_notify_sub_recreate(s, "was not found on renewal");
+            next = 1;
             break;
         }
 
@@ -2767,6 +2778,7 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
             /* renewing is refused: at least reauthorize it */
             ngx_graph_notify_sub_failed(s, req, "renewing");
             s->op = NGX_GRAPH_NOTIFY_OP_REAUTHORIZE;
+            next = 1;
             break;
         }
 
@@ -2802,28 +2814,20 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
         /* a lifecycle event came meanwhile */
         s->op = s->again - 1;
         s->again = 0;
-        ngx_graph_notify_task_schedule(task, 0);
-        return;
-    }
 
-    if (delay) {
-        ngx_graph_notify_task_schedule(task, delay);
-        return;
-    }
-
-    if (s->op == NGX_GRAPH_NOTIFY_OP_RENEW && obj == NULL) {
-        /* adopted after a 409, reauthorized, or to be recreated */
-        ngx_graph_notify_task_schedule(task, 0);
-        return;
-    }
-
-    if (s->op == NGX_GRAPH_NOTIFY_OP_CREATE
-        || s->op == NGX_GRAPH_NOTIFY_OP_REAUTHORIZE)
-    {
-        if (s->id_len == 0 || s->op == NGX_GRAPH_NOTIFY_OP_REAUTHORIZE) {
-            ngx_graph_notify_task_schedule(task, 0);
+        if (s->op == NGX_GRAPH_NOTIFY_OP_CREATE) {
+            ngx_graph_notify_sub_recreate(s, "was removed (lifecycle event)");
             return;
         }
+
+        ngx_graph_notify_task_schedule(task, 0);
+        return;
+    }
+
+    if (delay || next) {
+        /* a retry, or the next step at once (adopt, reauthorize, create) */
+        ngx_graph_notify_task_schedule(task, delay);
+        return;
     }
 
     ngx_graph_notify_sub_plan(s);
@@ -3559,11 +3563,6 @@ ngx_graph_notify_subscription_item(ngx_str_t *line)
 
     if (s->task.running) {
         s->again = op + 1;
-
-        if (op == NGX_GRAPH_NOTIFY_OP_CREATE && s->backfill_from == 0) {
-            s->backfill_from = s->renewed ? s->renewed : ngx_time();
-        }
-
         return;
     }
 
@@ -3794,8 +3793,24 @@ ngx_graph_notify_sub_cleanup(void *data)
     ngx_graph_notify_subs_t *m = data;
 
     ngx_uint_t                     i;
+    ngx_queue_t                   *q;
+    ngx_graph_notify_task_t       *task;
     ngx_graph_notify_sub_list_t   *l;
     ngx_graph_notify_backfill_t  **b;
+
+    /* requests in flight when the process exits */
+
+    for (q = ngx_queue_head(&m->tasks);
+         q != ngx_queue_sentinel(&m->tasks);
+         q = ngx_queue_next(q))
+    {
+        task = ngx_queue_data(q, ngx_graph_notify_task_t, all);
+
+        if (task->pool) {
+            ngx_destroy_pool(task->pool);
+            task->pool = NULL;
+        }
+    }
 
     l = m->lists.elts;
 
