@@ -142,6 +142,8 @@ static ngx_int_t ngx_graph_notify_accept(ngx_http_request_t *r,
 static ngx_int_t ngx_graph_notify_failed(ngx_http_request_t *r,
     ngx_graph_notify_ctx_t *ctx);
 static ngx_int_t ngx_graph_notify_unavailable(ngx_http_request_t *r);
+static size_t ngx_graph_notify_call_event(ngx_str_t *plain, u_char *buf,
+    size_t size);
 static ngx_int_t ngx_graph_notify_line(ngx_pool_t *pool, json_t *item,
     const char *kind, u_char *received, ngx_str_t *plain, ngx_str_t *line);
 static void ngx_graph_notify_log_drops(ngx_http_request_t *r,
@@ -173,7 +175,8 @@ static ngx_graph_notify_reject_kind_t
 
 static const char  *ngx_graph_notify_own_keys[] = {
     "receivedAt", "kind", "decryptedResource", "callRecord", "fetchedAt",
-    "notifications", "clientState", "encryptedContent", NULL
+    "notifications", "clientState", "encryptedContent", "callEvent",
+    "backfill", NULL
 };
 
 
@@ -1408,6 +1411,61 @@ ngx_graph_notify_prepare_rich(ngx_graph_notify_ctx_t *ctx, json_t *enc,
 }
 
 
+/*
+ * Call conversations: the event type Graph writes as, e.g.,
+ * "{Microsoft.Communication.CallConversationStarted}" also goes on the
+ * line as "callEvent":"CallConversationStarted", for readers to filter on.
+ */
+
+static size_t
+ngx_graph_notify_call_event(ngx_str_t *plain, u_char *buf, size_t size)
+{
+    size_t       len;
+    json_t      *res;
+    const char  *v, *p, *last, *dot;
+
+    if (ngx_strlcasestrn(plain->data, plain->data + plain->len,
+                         (u_char *) "CallConversation",
+                         sizeof("CallConversation") - 2)
+        == NULL)
+    {
+        return 0;
+    }
+
+    res = json_loadb((char *) plain->data, plain->len, 0, NULL);
+    v = json_string_value(json_object_get(res, "eventType"));
+
+    len = 0;
+
+    if (v) {
+        p = v;
+        last = v + ngx_strlen(v);
+
+        while (p < last && (*p == '{' || *p == ' ')) {
+            p++;
+        }
+
+        while (last > p && (last[-1] == '}' || last[-1] == ' ')) {
+            last--;
+        }
+
+        for (dot = last; dot > p && dot[-1] != '.'; dot--) { /* void */ }
+
+        len = last - dot;
+
+        if (len >= size) {
+            len = 0;
+        }
+
+        ngx_memcpy(buf, dot, len);
+    }
+
+    json_decref(res);
+
+    return len;
+}
+
+
 static ngx_int_t
 ngx_graph_notify_line(ngx_pool_t *pool, json_t *item, const char *kind,
     u_char *received, ngx_str_t *plain, ngx_str_t *line)
@@ -1416,8 +1474,10 @@ ngx_graph_notify_line(ngx_pool_t *pool, json_t *item, const char *kind,
     char        *dump;
     size_t       len;
     json_t      *out, *v;
+    size_t       n;
     ngx_uint_t   i;
     const char  *key;
+    u_char       event[64];
 
     static const char  rich_key[] = ",\"decryptedResource\":";
 
@@ -1450,6 +1510,15 @@ ngx_graph_notify_line(ngx_pool_t *pool, json_t *item, const char *kind,
             json_decref(out);
             return NGX_ERROR;
         }
+    }
+
+    n = plain ? ngx_graph_notify_call_event(plain, event, sizeof(event)) : 0;
+
+    if (n && json_object_set_new(out, "callEvent",
+                                 json_stringn((char *) event, n)) != 0)
+    {
+        json_decref(out);
+        return NGX_ERROR;
     }
 
     dump = json_dumps(out, JSON_COMPACT);

@@ -100,6 +100,14 @@ my %ids = map { $_->{id} => 1 } @$subs;
 my @patch = grep { $_->{method} eq 'PATCH' && $_->{path} =~ m{/subscriptions/(.+)$} && $ids{$1} } @req;
 cmp_ok(scalar @patch, '>=', 6, "renewed");
 ok(!(grep { $_->{path} !~ m{^/beta/} } @patch), "on /beta");
+my $body = rich_body(content => data_file('call-conversation.json'), subscription => $subs->[0]{id},
+                     tenant => $main::T);
+is(http_post("/graph/notify?b=2", $body)->{status}, 202, "a call-conversation event");
+my ($l) = grep { $_->{kind} eq 'rich' } wait_lines(1);
+is($l->{callEvent}, 'CallConversationStarted', "its event type, to filter on");
+is($l->{decryptedResource}{direction}, 'incoming', "the event as Graph sent it");
+ok(wait_for(sub { grep { $_->{id} eq $subs->[0]{id} && $_->{lastNotificationAge} >= 0 } main::items() }),
+   "seen as the subscription's last notification");
 
 
 
