@@ -24,6 +24,9 @@
 #define NGX_GRAPH_NOTIFY_TOKEN_MAX        1024
 #define NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX 255
 
+/* the share of the zone one tenant may hold while others wait, percent */
+#define NGX_GRAPH_NOTIFY_SHARE            50
+
 /* Retry-After of a 503 answered when the queue is full, seconds */
 #define NGX_GRAPH_NOTIFY_RETRY_AFTER      10
 
@@ -173,6 +176,9 @@ typedef struct {
     ngx_atomic_t                journal_fsyncs;
     ngx_atomic_t                journal_fsync_requests;
     ngx_atomic_t                journal_fsync_group_max;
+
+    /* batches refused as their tenant held more than its share */
+    ngx_atomic_t                share_refused;
 } ngx_graph_notify_stats_t;
 
 
@@ -218,6 +224,15 @@ typedef struct {
 } ngx_graph_notify_jref_t;
 
 
+/* a tenant's hold on the zone (items and bytes), for its fair share */
+typedef struct {
+    ngx_str_node_t              sn;
+    ngx_uint_t                  items;
+    size_t                      bytes;
+    u_char                      data[1];
+} ngx_graph_notify_hold_t;
+
+
 /*
  * A queued notification item: the header, then the JSON object to write
  * (one line, no newline), the tenant id and the call-record id.
@@ -230,6 +245,7 @@ typedef struct {
     time_t                      received;
     ngx_uint_t                  attempts;
     ngx_graph_notify_tokens_t  *tokens;
+    ngx_graph_notify_hold_t    *hold;
     ngx_graph_notify_jref_t     journal;
     size_t                      size;
     uint32_t                    line_len;
@@ -249,6 +265,11 @@ typedef struct {
     size_t                      bytes;
     uint64_t                    seq;
     uint64_t                    zone_id;
+    ngx_rbtree_t                holds;
+    ngx_rbtree_node_t           holds_sentinel;
+    ngx_uint_t                  tenants;
+    time_t                      refused_at;
+    uint32_t                    refused_tenant;
     ngx_atomic_t                files;
     ngx_atomic_t                journal_refused;
     ngx_atomic_t                journal_logged;
@@ -257,10 +278,17 @@ typedef struct {
 } ngx_graph_notify_shctx_t;
 
 
+/* why a batch could not be staged */
+#define NGX_GRAPH_NOTIFY_REFUSED_FULL     1
+#define NGX_GRAPH_NOTIFY_REFUSED_SHARE    2
+
+
 typedef struct {
     ngx_graph_notify_shctx_t   *sh;
     ngx_slab_pool_t            *shpool;
     ngx_uint_t                  max_items;
+    ngx_uint_t                  share;         /* percent */
+    ngx_uint_t                  refused;       /* of the last stage */
 } ngx_graph_notify_queue_t;
 
 
@@ -318,6 +346,7 @@ typedef struct {
 typedef struct {
     ngx_shm_zone_t             *shm_zone;
     ngx_uint_t                  max_items;
+    ngx_uint_t                  share;
     ngx_path_t                 *path;
     ngx_open_file_t            *output;
     ngx_uint_t                  output_mode;

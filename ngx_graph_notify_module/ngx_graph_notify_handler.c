@@ -136,6 +136,9 @@ static ngx_int_t ngx_graph_notify_tenant_allowed(
 static ngx_int_t ngx_graph_notify_prepare_rich(ngx_graph_notify_ctx_t *ctx,
     json_t *enc, ngx_graph_notify_slot_t *slot);
 static void ngx_graph_notify_synced(ngx_http_request_t *r, ngx_int_t rc);
+
+static ngx_graph_notify_ratelog_t  ngx_graph_notify_share_log;
+
 static ngx_int_t ngx_graph_notify_accepted(ngx_http_request_t *r);
 static ngx_int_t ngx_graph_notify_accept(ngx_http_request_t *r,
     ngx_graph_notify_ctx_t *ctx);
@@ -978,6 +981,25 @@ ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
 
     if (jrc == NGX_DECLINED) {
         /* the journal cannot take it: counted and logged by the journal */
+        return ngx_graph_notify_unavailable(r);
+    }
+
+    if (jrc == NGX_ABORT) {
+
+        /* its tenant holds its share: the other tenants keep getting 202 */
+
+        ngx_graph_notify_stat_inc(q, share_refused);
+
+        if (ngx_graph_notify_ratelog_allow(&ngx_graph_notify_share_log,
+                                           &held))
+        {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "graph_notify: a tenant holds its share of the "
+                          "queue (%ui%%) while others wait, %ui item(s) "
+                          "refused with 503%s", q->share, k,
+                          ngx_graph_notify_held(held, buf, sizeof(buf)));
+        }
+
         return ngx_graph_notify_unavailable(r);
     }
 

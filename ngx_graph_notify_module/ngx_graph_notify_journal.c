@@ -249,7 +249,8 @@ ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
 
     first = ngx_graph_notify_queue_stage(q, entries, n, tokens, &jref);
     if (first == NULL) {
-        return NGX_BUSY;
+        return q->refused == NGX_GRAPH_NOTIFY_REFUSED_SHARE ? NGX_ABORT
+                                                            : NGX_BUSY;
     }
 
     tlen = tokens ? (uint32_t) tokens->len : 0;

@@ -40,7 +40,12 @@
  */
 
 
-/* worker: journal the batch and queue it, or nothing */
+/*
+ * worker: journal the batch and queue it, or nothing.  NGX_OK; NGX_BUSY
+ * when the zone is full; NGX_ABORT when a tenant of the batch holds its
+ * share of the zone while others wait; NGX_DECLINED when the journal
+ * cannot be written; NGX_ERROR.  All but NGX_OK keep nothing.
+ */
 ngx_int_t ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
     ngx_graph_notify_entry_t *entries, ngx_uint_t n, ngx_str_t *tokens,
     ngx_pool_t *pool, ngx_log_t *log);

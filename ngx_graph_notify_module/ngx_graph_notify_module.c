@@ -111,7 +111,7 @@ static ngx_command_t  ngx_graph_notify_commands[] = {
       NULL },
 
     { ngx_string("graph_notify_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
       ngx_graph_notify_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -354,6 +354,7 @@ ngx_graph_notify_create_main_conf(ngx_conf_t *cf)
      */
 
     gmcf->max_items = NGX_CONF_UNSET_UINT;
+    gmcf->share = NGX_CONF_UNSET_UINT;
     gmcf->output_mode = NGX_CONF_UNSET_UINT;
     gmcf->lease = NGX_CONF_UNSET;
     gmcf->sync = NGX_CONF_UNSET;
@@ -420,6 +421,9 @@ ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
 
     q = gmcf->shm_zone->data;
     q->max_items = gmcf->max_items;
+
+    ngx_conf_init_uint_value(gmcf->share, NGX_GRAPH_NOTIFY_SHARE);
+    q->share = gmcf->share;
 
     if (gmcf->path == NULL) {
         /* next to the client body temp directory of this build */
@@ -645,10 +649,11 @@ ngx_graph_notify_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_graph_notify_main_conf_t *gmcf = conf;
 
-    u_char     *p;
-    ssize_t     size;
-    ngx_str_t  *value, name, s;
-    ngx_int_t   n;
+    u_char      *p;
+    ssize_t      size;
+    ngx_str_t   *value, name, s;
+    ngx_int_t    n;
+    ngx_uint_t   i;
 
     if (gmcf->shm_zone) {
         return "is duplicate";
@@ -686,22 +691,47 @@ ngx_graph_notify_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (cf->args->nelts == 3) {
-        if (ngx_strncmp(value[2].data, "max_items=", 10) != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[2]);
-            return NGX_CONF_ERROR;
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "max_items=", 10) == 0) {
+
+            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
+
+            if (n == NGX_ERROR || n == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid max_items \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            gmcf->max_items = n;
+            continue;
         }
 
-        n = ngx_atoi(value[2].data + 10, value[2].len - 10);
+        /* share=N%: the most one tenant holds while others wait */
 
-        if (n == NGX_ERROR || n == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid max_items \"%V\"", &value[2]);
-            return NGX_CONF_ERROR;
+        if (ngx_strncmp(value[i].data, "share=", 6) == 0) {
+
+            n = NGX_ERROR;
+
+            if (value[i].len > 7 && value[i].data[value[i].len - 1] == '%') {
+                n = ngx_atoi(value[i].data + 6, value[i].len - 7);
+            }
+
+            if (n == NGX_ERROR || n == 0 || n > 100) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid share \"%V\", expected a "
+                                   "percentage from 1%% to 100%%",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            gmcf->share = n;
+            continue;
         }
 
-        gmcf->max_items = n;
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
     }
 
     if (ngx_graph_notify_add_zone(cf, gmcf, &name, size) != NGX_OK) {

@@ -24,6 +24,12 @@ static ngx_graph_notify_item_t *ngx_graph_notify_queue_alloc(
     ngx_graph_notify_tokens_t *tokens);
 static void ngx_graph_notify_queue_free(ngx_graph_notify_queue_t *q,
     ngx_graph_notify_item_t *item);
+static ngx_graph_notify_hold_t *ngx_graph_notify_queue_hold(
+    ngx_graph_notify_queue_t *q, ngx_str_t *tenant, ngx_uint_t create);
+static ngx_uint_t ngx_graph_notify_queue_over_share(
+    ngx_graph_notify_queue_t *q, ngx_graph_notify_entry_t *entries,
+    ngx_uint_t n);
+static size_t ngx_graph_notify_queue_cost(size_t size);
 
 
 ngx_int_t
@@ -64,6 +70,9 @@ ngx_graph_notify_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_queue_init(&q->sh->inflight);
     ngx_queue_init(&q->sh->staged);
+
+    ngx_rbtree_init(&q->sh->holds, &q->sh->holds_sentinel,
+                    ngx_str_rbtree_insert_value);
 
     /*
      * The zone's identity names its journal files, so that a helper tells
@@ -155,6 +164,7 @@ ngx_graph_notify_queue_alloc(ngx_graph_notify_queue_t *q,
     item->received = ngx_time();
     item->attempts = 0;
     item->tokens = tokens;
+    item->hold = NULL;
     item->size = size;
     item->line_len = (uint32_t) entry->line.len;
     item->tenant_len = (uint32_t) entry->tenant.len;
@@ -181,12 +191,165 @@ ngx_graph_notify_queue_free(ngx_graph_notify_queue_t *q,
 {
     /* called locked; the item is unlinked already */
 
+    ngx_graph_notify_hold_t  *hold;
+
     if (item->tokens && --item->tokens->refs == 0) {
         ngx_slab_free_locked(q->shpool, item->tokens);
     }
 
+    hold = item->hold;
+
+    if (hold) {
+        hold->items--;
+        hold->bytes -= ngx_graph_notify_queue_cost(item->size);
+
+        if (hold->items == 0) {
+            ngx_rbtree_delete(&q->sh->holds, &hold->sn.node);
+            ngx_slab_free_locked(q->shpool, hold);
+            q->sh->tenants--;
+        }
+    }
+
     item->seq = 0;
     ngx_slab_free_locked(q->shpool, item);
+}
+
+
+/*
+ * The fair share: each tenant's items and bytes in the zone are counted;
+ * a batch that would take a tenant past its share is refused while other
+ * tenants wait (have items queued, or were just refused for lack of room).
+ * A tenant alone may use the whole zone.
+ */
+
+static ngx_graph_notify_hold_t *
+ngx_graph_notify_queue_hold(ngx_graph_notify_queue_t *q, ngx_str_t *tenant,
+    ngx_uint_t create)
+{
+    uint32_t                  hash;
+    ngx_graph_notify_hold_t  *hold;
+
+    hash = ngx_crc32_short(tenant->data, tenant->len);
+
+    hold = (ngx_graph_notify_hold_t *)
+               ngx_str_rbtree_lookup(&q->sh->holds, tenant, hash);
+
+    if (hold || !create) {
+        return hold;
+    }
+
+    hold = ngx_slab_alloc_locked(q->shpool,
+                                 offsetof(ngx_graph_notify_hold_t, data)
+                                 + tenant->len);
+    if (hold == NULL) {
+        return NULL;
+    }
+
+    hold->sn.node.key = hash;
+    hold->sn.str.len = tenant->len;
+    hold->sn.str.data = hold->data;
+    ngx_memcpy(hold->data, tenant->data, tenant->len);
+
+    hold->items = 0;
+    hold->bytes = 0;
+
+    ngx_rbtree_insert(&q->sh->holds, &hold->sn.node);
+    q->sh->tenants++;
+
+    return hold;
+}
+
+
+static ngx_uint_t
+ngx_graph_notify_queue_over_share(ngx_graph_notify_queue_t *q,
+    ngx_graph_notify_entry_t *entries, ngx_uint_t n)
+{
+    size_t                    zone, size;
+    time_t                    now;
+    ngx_uint_t                i, k, ngroups, held_items;
+    ngx_graph_notify_hold_t  *hold;
+
+    struct {
+        ngx_str_t             tenant;
+        ngx_uint_t            items;
+        size_t                bytes;
+    } groups[16];
+
+    /* the batch's items per tenant; Graph's batches have one or a few */
+
+    ngroups = 0;
+
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < ngroups; k++) {
+            if (groups[k].tenant.len == entries[i].tenant.len
+                && ngx_memcmp(groups[k].tenant.data, entries[i].tenant.data,
+                              entries[i].tenant.len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (k == ngroups) {
+            if (ngroups == 16) {
+                continue;
+            }
+
+            groups[k].tenant = entries[i].tenant;
+            groups[k].items = 0;
+            groups[k].bytes = 0;
+            ngroups++;
+        }
+
+        size = offsetof(ngx_graph_notify_item_t, data) + entries[i].line.len
+               + entries[i].tenant.len + entries[i].record.len;
+
+        groups[k].items++;
+        groups[k].bytes += ngx_graph_notify_queue_cost(size);
+    }
+
+    zone = q->shpool->end - (u_char *) q->shpool;
+    now = ngx_time();
+
+    for (k = 0; k < ngroups; k++) {
+        hold = ngx_graph_notify_queue_hold(q, &groups[k].tenant, 0);
+        held_items = hold ? hold->items : 0;
+
+        if ((held_items + groups[k].items) * 100 <= q->max_items * q->share
+            && ((hold ? hold->bytes : 0) + groups[k].bytes) * 100
+               <= zone * q->share)
+        {
+            continue;
+        }
+
+        if (q->sh->count > held_items
+            || (q->sh->refused_at + 2 * NGX_GRAPH_NOTIFY_RETRY_AFTER >= now
+                && q->sh->refused_tenant
+                   != ngx_crc32_short(groups[k].tenant.data,
+                                      groups[k].tenant.len)))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static size_t
+ngx_graph_notify_queue_cost(size_t size)
+{
+    size_t  cost;
+
+    /* what the slab allocator takes for it */
+
+    if (size > ngx_pagesize / 2) {
+        return ngx_align(size, ngx_pagesize);
+    }
+
+    for (cost = 8; cost < size; cost <<= 1) { /* void */ }
+
+    return cost;
 }
 
 
@@ -215,6 +378,7 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
     ngx_uint_t                  i;
     ngx_queue_t                 batch, *qe;
     ngx_graph_notify_item_t    *item, *first;
+    ngx_graph_notify_hold_t    *hold;
     ngx_graph_notify_tokens_t  *t;
 
     ngx_queue_init(&batch);
@@ -222,10 +386,18 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
     t = NULL;
     first = NULL;
 
+    q->refused = NGX_GRAPH_NOTIFY_REFUSED_FULL;
+
     ngx_shmtx_lock(&q->shpool->mutex);
 
     if (n == 0 || q->sh->count + n > q->max_items) {
         goto full;
+    }
+
+    if (q->share < 100 && ngx_graph_notify_queue_over_share(q, entries, n)) {
+        q->refused = NGX_GRAPH_NOTIFY_REFUSED_SHARE;
+        ngx_shmtx_unlock(&q->shpool->mutex);
+        return NULL;
     }
 
     if (tokens && tokens->len) {
@@ -242,8 +414,30 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
         ngx_memcpy(t->data, tokens->data, tokens->len);
     }
 
+    hold = NULL;
+
     for (i = 0; i < n; i++) {
         item = ngx_graph_notify_queue_alloc(q, &entries[i], t);
+
+        if (item && (hold == NULL
+                     || hold->sn.str.len != entries[i].tenant.len
+                     || ngx_memcmp(hold->data, entries[i].tenant.data,
+                                   entries[i].tenant.len)
+                        != 0))
+        {
+            hold = ngx_graph_notify_queue_hold(q, &entries[i].tenant, 1);
+
+            if (hold == NULL) {
+                ngx_graph_notify_queue_free(q, item);
+                item = NULL;
+            }
+        }
+
+        if (item) {
+            item->hold = hold;
+            hold->items++;
+            hold->bytes += ngx_graph_notify_queue_cost(item->size);
+        }
 
         if (item == NULL) {
             while (!ngx_queue_empty(&batch)) {
@@ -290,6 +484,14 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
     return first;
 
 full:
+
+    /* a tenant refused for lack of room waits: the others keep to a share */
+
+    if (n) {
+        q->sh->refused_at = ngx_time();
+        q->sh->refused_tenant = ngx_crc32_short(entries[0].tenant.data,
+                                                entries[0].tenant.len);
+    }
 
     ngx_shmtx_unlock(&q->shpool->mutex);
 

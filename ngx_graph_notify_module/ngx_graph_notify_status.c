@@ -16,6 +16,7 @@ typedef struct {
     size_t                      zone_size;
     ngx_uint_t                  max_items;
     ngx_uint_t                  lanes[NGX_GRAPH_NOTIFY_LANES];
+    ngx_uint_t                  tenants;
     ngx_uint_t                  sync;
     time_t                      now;
     u_char                      token_error[160];
@@ -148,6 +149,8 @@ ngx_graph_notify_snapshot(ngx_graph_notify_queue_t *q, ngx_shm_zone_t *zone,
         s->lanes[i] = q->sh->lane_count[i];
     }
 
+    s->tenants = q->sh->tenants;
+
     ngx_shmtx_unlock(&q->shpool->mutex);
 
     /* from the identity platform's answer: only the safe characters */
@@ -206,7 +209,8 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      "}},\"queue\":{\"items\":%ui,\"pending\":%ui,"
                      "\"inflight\":%ui,\"bytes\":%uz,\"maxItems\":%ui,"
                      "\"zoneSize\":%uz,\"lanes\":{\"write\":%ui,"
-                     "\"record\":%ui}},"
+                     "\"record\":%ui},\"tenants\":%ui,"
+                     "\"shareRefused\":%uA},"
                      "\"helper\":{\"pid\":%uA,\"starts\":%uA,"
                      "\"heartbeatAge\":%T,\"leaseReclaims\":%uA,"
                      "\"outputErrors\":%uA},",
@@ -214,6 +218,7 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      s->bytes, s->max_items, s->zone_size,
                      s->lanes[NGX_GRAPH_NOTIFY_LANE_WRITE],
                      s->lanes[NGX_GRAPH_NOTIFY_LANE_RECORD],
+                     s->tenants, st->share_refused,
                      st->helper_pid, st->helper_starts,
                      st->helper_heartbeat
                          ? s->now - (time_t) st->helper_heartbeat : -1,
@@ -485,32 +490,6 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                      "graph_notify_call_records_waiting %uA\n",
                      st->records_active, st->records_waiting);
 
-    p = ngx_graph_notify_metric(p, last, "call_record_backlog", "gauge",
-                                "Call-record notifications waiting for "
-                                "their tenant's turn.");
-    p = ngx_slprintf(p, last, "graph_notify_call_record_backlog %uA\n",
-                     st->records_backlog);
-
-    p = ngx_graph_notify_metric(p, last, "call_record_stale_reads_total",
-                                "counter", "Fetches asked again after "
-                                "\"updated\" returned a written version.");
-    p = ngx_slprintf(p, last,
-                     "graph_notify_call_record_stale_reads_total %uA\n",
-                     st->records_stale);
-
-    p = ngx_graph_notify_metric(p, last, "tenants", "gauge",
-                                "Tenants of the Graph client, by state.");
-    p = ngx_slprintf(p, last,
-                     "graph_notify_tenants{state=\"known\"} %uA\n"
-                     "graph_notify_tenants{state=\"no_token\"} %uA\n"
-                     "graph_notify_tenants{state=\"paused\"} %uA\n",
-                     st->tenants, st->tenants_no_token, st->tenants_paused);
-
-    p = ngx_graph_notify_metric(p, last, "graph_client_failing", "gauge",
-                                "1 while the Graph client cannot start.");
-    p = ngx_slprintf(p, last, "graph_notify_graph_client_failing %uA\n",
-                     st->graph_failing);
-
     p = ngx_graph_notify_metric(p, last, "queue_lane_items", "gauge",
                                 "Pending items, by lane.");
     p = ngx_slprintf(p, last,
@@ -518,6 +497,12 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                      "graph_notify_queue_lane_items{lane=\"record\"} %ui\n",
                      s->lanes[NGX_GRAPH_NOTIFY_LANE_WRITE],
                      s->lanes[NGX_GRAPH_NOTIFY_LANE_RECORD]);
+
+    p = ngx_graph_notify_metric(p, last, "share_refused_total", "counter",
+                                "Batches refused with 503 as their tenant "
+                                "held its share of the queue.");
+    p = ngx_slprintf(p, last, "graph_notify_share_refused_total %uA\n",
+                     st->share_refused);
 
     p = ngx_graph_notify_metric(p, last, "journal_bytes", "gauge",
                                 "Bytes of journal files on disk.");
@@ -588,6 +573,32 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                                 "The largest fsync group.");
     p = ngx_slprintf(p, last, "graph_notify_journal_fsync_group_max %uA\n",
                      st->journal_fsync_group_max);
+
+    p = ngx_graph_notify_metric(p, last, "call_record_backlog", "gauge",
+                                "Call-record notifications waiting for "
+                                "their tenant's turn.");
+    p = ngx_slprintf(p, last, "graph_notify_call_record_backlog %uA\n",
+                     st->records_backlog);
+
+    p = ngx_graph_notify_metric(p, last, "call_record_stale_reads_total",
+                                "counter", "Fetches asked again after "
+                                "\"updated\" returned a written version.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_call_record_stale_reads_total %uA\n",
+                     st->records_stale);
+
+    p = ngx_graph_notify_metric(p, last, "tenants", "gauge",
+                                "Tenants of the Graph client, by state.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_tenants{state=\"known\"} %uA\n"
+                     "graph_notify_tenants{state=\"no_token\"} %uA\n"
+                     "graph_notify_tenants{state=\"paused\"} %uA\n",
+                     st->tenants, st->tenants_no_token, st->tenants_paused);
+
+    p = ngx_graph_notify_metric(p, last, "graph_client_failing", "gauge",
+                                "1 while the Graph client cannot start.");
+    p = ngx_slprintf(p, last, "graph_notify_graph_client_failing %uA\n",
+                     st->graph_failing);
 
     return p;
 }
