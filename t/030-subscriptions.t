@@ -239,6 +239,10 @@ GET /graph/status
 --- error_code: 200
 --- post_check
 my $s = main::wait_verdict('healthy');
+# under valgrind NGINX runs in the foreground: a binary upgrade would leave
+# the new master behind
+UPGRADE: {
+if ($ENV{TEST_NGINX_USE_VALGRIND}) { pass("binary upgrade skipped under valgrind"); last UPGRADE }
 my $lock = "$ENV{TEST_NGINX_SERVER_ROOT}/graph_notify_temp/subscriptions.lock";
 ok(system("flock", "-n", $lock, "true") != 0, "the renewer holds the lock");
 my $old = nginx_pid();
@@ -250,3 +254,4 @@ ok(wait_for(sub { log_count(qr/this helper now acts on subscriptions/) }), "and 
 ok(wait_for(sub { log_count(qr/subscription $s->{id} .* found/) >= 1 }), "finding the subscription");
 is(sim_count('subscription_create'), $creates, "no subscription created");
 is(scalar @{ main::graph_subs() }, 1, "one at Graph");
+}

@@ -134,3 +134,32 @@ my @l = record_lines(1);
 is(scalar @l, 1, "the record of the gap is written");
 ok($l[0]{backfill}, "found by backfill");
 cmp_ok(status()->{subscriptions}{backfill}{found}, '>=', 1, "counted");
+
+
+
+=== TEST 4: forty users' one-day subscriptions: all kept alive, renewals spread within the rate budget
+--- http_config eval
+main::sub_config(4, '"user/{id}/callConversations"', " rich=test-key-1 users=$ENV{TEST_NGINX_HTML_DIR}/users.txt")
+. "    graph_notify_decryption_key test-key-1 $ENV{TEST_NGINX_TOP}/t/data/enc-test.crt $ENV{TEST_NGINX_TOP}/t/data/enc-test.key;\n"
+. "    graph_notify_rate 20;\n"
+--- user_files eval
+[["users.txt", join("", map { sprintf "%08x-0000-4000-8000-%012d\n", $_, $_ } 1 .. 40)]]
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+ok(wait_for(sub { my @x = main::items(); @x == 40 && !grep { $_->{renewals} < 3 } @x }, 60), "forty subscriptions, each renewed three times");
+my @x = main::items();
+is(scalar(grep { $_->{recreated} } @x), 0, "none lost");
+is(scalar @{ main::graph_subs(4) }, 40, "forty at Graph");
+my @t = sort { $a <=> $b } map { $_->{t} } grep { $_->{kind} =~ /^subscription_(create|update)$/ && $_->{path} =~ m{^/beta/} } @{ sim_stats()->{requests} };
+my $max = 0;
+for my $i (0 .. $#t) {
+    my $j = $i;
+    $j++ while $j + 1 <= $#t && $t[$j + 1] < $t[$i] + 1;
+    $max = $j - $i + 1 if $j - $i + 1 > $max;
+}
+cmp_ok($max, '<=', 20 + 4, "at most graph_notify_rate (20) calls in any second, give or take those in flight");
+my %s;
+$s{int($_ * 4)}++ for @t[-40 .. -1];
+cmp_ok(scalar(keys %s), '>=', 4, "the last forty calls spread over quarter seconds, not in one burst");
