@@ -350,8 +350,12 @@ GET /graph/status
 --- error_code: 200
 --- timeout: 60
 --- post_check
+# valgrind runs one thread at a time, 50 times slower: there, the same
+# path with fewer items, and no timing
+my $vg = $ENV{TEST_NGINX_USE_VALGRIND};
+my $count = $vg ? 100 : 4000;
 my $item = main::rich_item(read_file(data_file("chat-message.json")));
-my $body = GraphNotify::json_encode({ value => [ ($item) x 4000 ] });
+my $body = GraphNotify::json_encode({ value => [ ($item) x $count ] });
 my $port = Test::Nginx::Socket::server_port();
 
 # the batch on one connection, written whole; its answer read later
@@ -363,7 +367,7 @@ my $sel = IO::Select->new($s);
 
 # handshakes on other connections until the batch is answered
 my @took;
-my $end = time + 30 * valgrind_factor();
+my $end = time + 60 * valgrind_factor();
 until ($sel->can_read(0) || time > $end) {
     my $n = @took;
     my $t0 = time;
@@ -382,15 +386,18 @@ like($answer, qr{^HTTP/1.1 202}, "the batch answered 202");
 my @sorted = sort { $a <=> $b } @took;
 my $n = @sorted;
 my $p99 = $sorted[int(0.99 * ($n - 1))];
-cmp_ok($n, '>=', 10, "$n handshakes answered while the batch was decrypted");
-cmp_ok($p99, '<=', 0.05 * valgrind_factor(), sprintf("99 %% within 50 ms (p99 %.1f ms)", $p99 * 1000));
-cmp_ok($sorted[-1], '<=', 0.3 * valgrind_factor(), sprintf("the slowest in %.1f ms", $sorted[-1] * 1000));
+SKIP: {
+    skip "valgrind serializes threads", 3 if $vg;
+    cmp_ok($n, '>=', 10, "$n handshakes answered while the batch was decrypted");
+    cmp_ok($p99, '<=', 0.05, sprintf("99 %% within 50 ms (p99 %.1f ms)", $p99 * 1000));
+    cmp_ok($sorted[-1], '<=', 0.3, sprintf("the slowest in %.1f ms", $sorted[-1] * 1000));
+}
 my $st = status();
-is($st->{items}{accepted}, 4000, "all 4,000 items decrypted and accepted");
+is($st->{items}{accepted}, $count, "all $count items decrypted and accepted");
 is($st->{handshakes}, $n, "every handshake counted");
-my @l = wait_lines(4000, 30);
-is(scalar @l, 4000, "all written");
-is($l[3999]{decryptedResource}{id}, "1732550001234", "decrypted");
+my @l = wait_lines($count, 30);
+is(scalar @l, $count, "all written");
+is($l[-1]{decryptedResource}{id}, "1732550001234", "decrypted");
 
 
 
