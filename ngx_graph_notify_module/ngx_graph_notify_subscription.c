@@ -1600,6 +1600,36 @@ ngx_graph_notify_sub_load(ngx_graph_notify_subs_t *m, time_t *heartbeat)
             s[k].created = json_integer_value(json_object_get(e, "created"));
             s[k].notified = json_integer_value(json_object_get(e,
                                                                "notified"));
+
+            /* the last renewal as the status page showed it */
+
+            s[k].shm->renewed = s[k].renewed;
+            s[k].shm->result = json_integer_value(json_object_get(e,
+                                                                  "result"));
+            s[k].shm->status = json_integer_value(json_object_get(e,
+                                                                  "status"));
+            s[k].shm->renewals = json_integer_value(json_object_get(e,
+                                                               "renewals"));
+            s[k].shm->recreated = json_integer_value(json_object_get(e,
+                                                              "recreated"));
+
+            if (s[k].shm->result > NGX_GRAPH_NOTIFY_SUB_FAILED) {
+                s[k].shm->result = NGX_GRAPH_NOTIFY_SUB_NONE;
+            }
+
+            v = json_object_get(e, "code");
+            ngx_graph_notify_sub_copy(s[k].shm->code, NGX_GRAPH_NOTIFY_SUB_CODE,
+                                      json_is_string(v) ? json_string_value(v)
+                                                        : "",
+                                      json_string_length(v));
+
+            v = json_object_get(e, "message");
+            ngx_graph_notify_sub_copy(s[k].shm->message,
+                                      NGX_GRAPH_NOTIFY_SUB_MESSAGE,
+                                      json_is_string(v) ? json_string_value(v)
+                                                        : "",
+                                      json_string_length(v));
+
             ngx_graph_notify_sub_publish(&s[k]);
             break;
         }
@@ -1639,7 +1669,8 @@ ngx_graph_notify_sub_save(ngx_graph_notify_subs_t *m)
     s = m->subs.elts;
 
     for (i = 0; i < m->subs.nelts; i++) {
-        e = json_pack("{s:s%,s:s%,s:s%,s:s%,s:I,s:I,s:I,s:I}",
+        e = json_pack("{s:s%,s:s%,s:s%,s:s%,s:I,s:I,s:I,s:I,s:i,s:i,s:s,"
+                      "s:s,s:I,s:I}",
                       "resource", s[i].conf->resource.data,
                       s[i].conf->resource.len,
                       "tenant", s[i].conf->tenant.data, s[i].conf->tenant.len,
@@ -1648,7 +1679,13 @@ ngx_graph_notify_sub_save(ngx_graph_notify_subs_t *m)
                       "expires", (json_int_t) s[i].expires,
                       "renewed", (json_int_t) s[i].renewed,
                       "created", (json_int_t) s[i].created,
-                      "notified", (json_int_t) s[i].notified);
+                      "notified", (json_int_t) s[i].notified,
+                      "result", (int) s[i].shm->result,
+                      "status", (int) s[i].shm->status,
+                      "code", (char *) s[i].shm->code,
+                      "message", (char *) s[i].shm->message,
+                      "renewals", (json_int_t) s[i].shm->renewals,
+                      "recreated", (json_int_t) s[i].shm->recreated);
 
         if (e == NULL || json_array_append_new(arr, e) != 0) {
             goto failed;
@@ -2806,7 +2843,10 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
 
     s->shm->renewed = now;
     ngx_graph_notify_sub_publish(s);
+
+    /* on disk at once: a helper stopped by a reload exits without notice */
     m->dirty = 1;
+    ngx_graph_notify_sub_save(m);
 
     ngx_graph_notify_task_done(task);
 

@@ -76,6 +76,11 @@ unlike(status_text(), qr/secret-1/, "nor on the status page");
 like(status_text("?format=prometheus"),
      qr/graph_notify_subscription_up\{resource="communications\/callRecords",tenant="$main::T",id="$s->{id}"\} 1/,
      "a Prometheus gauge");
+main::restart();
+my $t = main::wait_verdict('healthy');
+is($t->{id}, $s->{id}, "found again after a restart");
+is($t->{lastRenewal}{result}, 'ok', "its last renewal kept in the state file");
+is($t->{lastRenewal}{status}, 201, "with Graph's status");
 $main::ID = $s->{id};
 
 
