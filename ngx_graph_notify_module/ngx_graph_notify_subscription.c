@@ -26,6 +26,7 @@
 #define NGX_GRAPH_NOTIFY_SUB_ZONE        "graph_notify_subscriptions"
 #define NGX_GRAPH_NOTIFY_SUB_STATE       "subscriptions.state"
 #define NGX_GRAPH_NOTIFY_SUB_LOCK        "subscriptions.lock"
+#define NGX_GRAPH_NOTIFY_SUB_EVENTS      "subscriptions.events"
 
 #define NGX_GRAPH_NOTIFY_SUB_RUNNING     4
 #define NGX_GRAPH_NOTIFY_SUB_BACKOFF_MIN 1000
@@ -195,6 +196,7 @@ typedef struct {
 
     ngx_str_t                       state_name;
     ngx_str_t                       lock_name;
+    ngx_str_t                       events_name;
     ngx_fd_t                        lock_fd;
     ngx_uint_t                      locked;
     ngx_uint_t                      waiting_logged;
@@ -268,6 +270,11 @@ static void ngx_graph_notify_backfill_response(ngx_graph_notify_http_t *req);
 static ngx_int_t ngx_graph_notify_backfill_page(
     ngx_graph_notify_backfill_t *b, json_t *value);
 static ngx_graph_notify_sub_t *ngx_graph_notify_sub_find(ngx_str_t *id);
+static void ngx_graph_notify_sub_event(ngx_graph_notify_subs_t *m,
+    ngx_str_t *id, ngx_str_t *event);
+static void ngx_graph_notify_sub_hand_over(ngx_graph_notify_subs_t *m,
+    ngx_str_t *id, ngx_str_t *event);
+static void ngx_graph_notify_sub_take_over(ngx_graph_notify_subs_t *m);
 static void ngx_graph_notify_sub_error(ngx_graph_notify_http_t *req,
     u_char *code, u_char *message);
 static void ngx_graph_notify_sub_copy(u_char *dst, size_t size,
@@ -1279,9 +1286,19 @@ ngx_graph_notify_subscription_init(ngx_cycle_t *cycle,
                        + sizeof(NGX_GRAPH_NOTIFY_SUB_LOCK);
     m->lock_name.data = ngx_pnalloc(cycle->pool, m->lock_name.len);
 
-    if (m->state_name.data == NULL || m->lock_name.data == NULL) {
+    m->events_name.len = gmcf->path->name.len + 1
+                         + sizeof(NGX_GRAPH_NOTIFY_SUB_EVENTS);
+    m->events_name.data = ngx_pnalloc(cycle->pool, m->events_name.len);
+
+    if (m->state_name.data == NULL || m->lock_name.data == NULL
+        || m->events_name.data == NULL)
+    {
         return NGX_ERROR;
     }
+
+    p = ngx_sprintf(m->events_name.data,
+                    "%V/" NGX_GRAPH_NOTIFY_SUB_EVENTS "%Z", &gmcf->path->name);
+    m->events_name.len = p - m->events_name.data - 1;
 
     p = ngx_sprintf(m->state_name.data, "%V/" NGX_GRAPH_NOTIFY_SUB_STATE "%Z",
                     &gmcf->path->name);
@@ -1511,6 +1528,8 @@ ngx_graph_notify_sub_tick(ngx_event_t *ev)
 
     m->sh->heartbeat = now;
     m->sh->renewer = ngx_pid;
+
+    ngx_graph_notify_sub_take_over(m);
 
     if (now - m->saved >= period || m->dirty) {
         m->heartbeat = now;
@@ -3517,9 +3536,7 @@ ngx_graph_notify_subscription_item(ngx_str_t *line)
 {
     u_char                   *p, *last;
     json_t                   *item;
-    ngx_int_t                 op;
-    ngx_str_t                 id;
-    const char               *event;
+    ngx_str_t                 id, event;
     ngx_graph_notify_sub_t   *s;
     ngx_graph_notify_subs_t  *m;
 
@@ -3527,7 +3544,7 @@ ngx_graph_notify_subscription_item(ngx_str_t *line)
 
     m = ngx_graph_notify_subs;
 
-    if (m == NULL || !m->locked) {
+    if (m == NULL) {
         return;
     }
 
@@ -3544,58 +3561,90 @@ ngx_graph_notify_subscription_item(ngx_str_t *line)
 
     id.len = p - id.data;
 
-    s = ngx_graph_notify_sub_find(&id);
-
-    if (s == NULL
-        || ngx_strlcasestrn(line->data, last, (u_char *) "\"backfill\":true",
-                            sizeof("\"backfill\":true") - 2) != NULL)
-    {
-        return;
-    }
-
     if (ngx_strlcasestrn(line->data, last, (u_char *) "\"kind\":\"lifecycle\"",
                          sizeof("\"kind\":\"lifecycle\"") - 2) == NULL)
     {
-        s->notified = ngx_time();
-        s->shm->notified = s->notified;
+        if (!m->locked
+            || ngx_strlcasestrn(line->data, last,
+                                (u_char *) "\"backfill\":true",
+                                sizeof("\"backfill\":true") - 2) != NULL)
+        {
+            return;
+        }
+
+        s = ngx_graph_notify_sub_find(&id);
+
+        if (s) {
+            s->notified = ngx_time();
+            s->shm->notified = s->notified;
+        }
+
         return;
     }
 
     item = json_loadb((char *) line->data, line->len, 0, NULL);
-    event = json_string_value(json_object_get(item, "lifecycleEvent"));
 
-    if (event == NULL) {
-        json_decref(item);
+    event.data = (u_char *) json_string_value(json_object_get(item,
+                                                      "lifecycleEvent"));
+    event.len = json_string_length(json_object_get(item, "lifecycleEvent"));
+
+    if (event.data) {
+        if (m->locked) {
+            ngx_graph_notify_sub_event(m, &id, &event);
+
+        } else {
+            ngx_graph_notify_sub_hand_over(m, &id, &event);
+        }
+    }
+
+    json_decref(item);
+}
+
+
+static void
+ngx_graph_notify_sub_event(ngx_graph_notify_subs_t *m, ngx_str_t *id,
+    ngx_str_t *event)
+{
+    ngx_int_t                op;
+    ngx_graph_notify_sub_t  *s;
+
+    s = ngx_graph_notify_sub_find(id);
+
+    if (s == NULL) {
+        ngx_log_error(NGX_LOG_NOTICE, m->log, 0,
+                      "graph_notify: lifecycle event \"%V\" for "
+                      "subscription %V, which is not declared", event, id);
         return;
     }
 
     ngx_log_error(NGX_LOG_NOTICE, m->log, 0,
-                  "graph_notify: lifecycle event \"%s\" for subscription "
-                  "%V to \"%V\" of tenant %V", event, &id, &s->conf->resource,
+                  "graph_notify: lifecycle event \"%V\" for subscription "
+                  "%V to \"%V\" of tenant %V", event, id, &s->conf->resource,
                   &s->conf->tenant);
 
-    if (ngx_strcmp(event, "reauthorizationRequired") == 0) {
+#define ngx_graph_notify_is(name)                                             \
+    (event->len == sizeof(name) - 1                                           \
+     && ngx_strncmp(event->data, name, sizeof(name) - 1) == 0)
+
+    if (ngx_graph_notify_is("reauthorizationRequired")) {
         /* renewing reauthorizes too; POST .../reauthorize if refused */
         s->reauthorize = 1;
         op = NGX_GRAPH_NOTIFY_OP_RENEW;
 
-    } else if (ngx_strcmp(event, "subscriptionRemoved") == 0) {
+    } else if (ngx_graph_notify_is("subscriptionRemoved")) {
         op = NGX_GRAPH_NOTIFY_OP_CREATE;
 
-    } else if (ngx_strcmp(event, "missed") == 0) {
+    } else {
         op = -1;
 
-        if (s->conf->call_records) {
+        if (ngx_graph_notify_is("missed") && s->conf->call_records) {
             ngx_graph_notify_backfill_request(m, s,
                                               s->renewed ? s->renewed
                                                          : ngx_time());
         }
-
-    } else {
-        op = -1;
     }
 
-    json_decref(item);
+#undef ngx_graph_notify_is
 
     if (op < 0) {
         return;
@@ -3623,6 +3672,123 @@ ngx_graph_notify_subscription_item(ngx_str_t *line)
     }
 
     ngx_graph_notify_task_schedule(&s->task, 0);
+}
+
+
+/*
+ * While two helpers overlap (a reload, a binary upgrade), a lifecycle
+ * event may reach the one that waits for the lock: it is handed to the one
+ * that holds it through a file in their common directory.
+ */
+
+static void
+ngx_graph_notify_sub_hand_over(ngx_graph_notify_subs_t *m, ngx_str_t *id,
+    ngx_str_t *event)
+{
+    u_char    *p;
+    ssize_t    n;
+    ngx_fd_t   fd;
+    u_char     buf[NGX_GRAPH_NOTIFY_SUB_ID + 64];
+
+    if (id->len == 0 || id->len >= NGX_GRAPH_NOTIFY_SUB_ID
+        || event->len == 0 || event->len > 48
+        || ngx_strlchr(id->data, id->data + id->len, ' ') != NULL
+        || ngx_strlchr(event->data, event->data + event->len, LF) != NULL)
+    {
+        return;
+    }
+
+    p = ngx_sprintf(buf, "%V %V\n", id, event);
+
+    fd = ngx_open_file(m->events_name.data, NGX_FILE_APPEND,
+                       NGX_FILE_CREATE_OR_OPEN, NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ERR, m->log, ngx_errno,
+                      "graph_notify: " ngx_open_file_n " \"%V\" failed, "
+                      "lifecycle event \"%V\" for subscription %V is not "
+                      "acted on", &m->events_name, event, id);
+        return;
+    }
+
+    n = write(fd, buf, p - buf);
+
+    (void) ngx_close_file(fd);
+
+    ngx_log_error(NGX_LOG_NOTICE, m->log, 0,
+                  "graph_notify: lifecycle event \"%V\" for subscription %V "
+                  "handed to the helper that acts on subscriptions%s",
+                  event, id, n == p - buf ? "" : " failed");
+}
+
+
+static void
+ngx_graph_notify_sub_take_over(ngx_graph_notify_subs_t *m)
+{
+    u_char           *p, *last, *sp, *nl;
+    ssize_t           n;
+    ngx_str_t         id, event;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+    u_char            tmp[NGX_MAX_PATH];
+    u_char            buf[16384];
+
+    if (ngx_file_info(m->events_name.data, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) == 0)
+    {
+        return;
+    }
+
+    /* taken whole: a helper that hands over later starts a new file */
+
+    ngx_snprintf(tmp, sizeof(tmp), "%V.taken%Z", &m->events_name);
+
+    if (ngx_rename_file(m->events_name.data, tmp) == NGX_FILE_ERROR) {
+        return;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.log = m->log;
+    file.name.data = tmp;
+    file.name.len = ngx_strlen(tmp);
+    file.fd = ngx_open_file(tmp, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+
+    (void) ngx_close_file(file.fd);
+    (void) ngx_delete_file(tmp);
+
+    if (n <= 0) {
+        return;
+    }
+
+    p = buf;
+    last = buf + n;
+
+    while (p < last) {
+        nl = ngx_strlchr(p, last, LF);
+
+        if (nl == NULL) {
+            break;
+        }
+
+        sp = ngx_strlchr(p, nl, ' ');
+
+        if (sp) {
+            id.data = p;
+            id.len = sp - p;
+            event.data = sp + 1;
+            event.len = nl - sp - 1;
+
+            ngx_graph_notify_sub_event(m, &id, &event);
+        }
+
+        p = nl + 1;
+    }
 }
 
 

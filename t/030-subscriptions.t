@@ -254,9 +254,56 @@ my $old = nginx_pid();
 kill 'USR2', $old;
 ok(wait_for(sub { log_count(qr/another helper acts on subscriptions, waiting/) }), "the second helper waits");
 my $creates = sim_count('subscription_create');
+# lifecycle events reach the workers of either server: each is acted on once
+my $acted = 1;
+for my $i (1 .. 6) {
+    my $n = sim_count('subscription_update');
+    sim_post("/_sim/subscriptions/$s->{id}/lifecycle", { event => 'reauthorizationRequired' });
+    $acted = 0 unless wait_for(sub { sim_count('subscription_update') > $n }, 10);
+}
+ok($acted, "six lifecycle events during the overlap, six renewals");
+diag(log_count(qr/handed to the helper that acts on subscriptions/) . " event(s) handed over");
 kill 'QUIT', $old;
 ok(wait_for(sub { log_count(qr/this helper now acts on subscriptions/) }), "and takes over when the first is gone");
 ok(wait_for(sub { log_count(qr/subscription $s->{id} .* found/) >= 1 }), "finding the subscription");
 is(sim_count('subscription_create'), $creates, "no subscription created");
 is(scalar @{ main::graph_subs() }, 1, "one at Graph");
+# an event handed over by a helper that waited for the lock
+my $n = sim_count('subscription_update');
+my $events = "$ENV{TEST_NGINX_SERVER_ROOT}/graph_notify_temp/subscriptions.events";
+open my $fh, '>>', $events or die;
+print $fh "$s->{id} reauthorizationRequired\n";
+close $fh;
+ok(wait_for(sub { sim_count('subscription_update') > $n }), "a handed-over event is acted on");
+ok(!-s $events, "and taken from the file");
 }
+
+
+
+=== TEST 9: a subscription to our URL that is no longer declared: reported, then deleted with prune on
+--- http_config eval
+main::sub_config()
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my $s = main::wait_verdict('healthy');
+my $tok = json_decode(HTTP::Tiny->new->post_form(
+    "http://127.0.0.1:$ENV{TEST_NGINX_SIM_PORT}/$main::T/oauth2/v2.0/token",
+    { grant_type => 'client_credentials', client_id => $GraphNotify::APP_ID,
+      client_secret => $GraphNotify::SECRET, scope => 'https://graph.microsoft.com/.default' })->{content})->{access_token};
+my $r = HTTP::Tiny->new->post("http://127.0.0.1:$ENV{TEST_NGINX_SIM_PORT}/v1.0/subscriptions", {
+    headers => { Authorization => "Bearer $tok", 'Content-Type' => 'application/json' },
+    content => json_encode({ changeType => 'created', resource => 'communications/onlineMeetings',
+        notificationUrl => $main::URL, clientState => 'secret-1',
+        expirationDateTime => GraphNotify::iso_time(time + 3600) }) });
+is($r->{status}, 201, "a subscription made by hand, to our URL");
+my $old = json_decode($r->{content})->{id};
+ok(reload_nginx(), "reloaded");
+ok(wait_for(sub { log_count(qr/subscription $old of tenant .* is not declared; "graph_notify_subscription_prune on" deletes it/) }), "reported");
+is(scalar @{ main::graph_subs() }, 2, "and kept");
+rewrite_conf("graph_notify_backfill", "graph_notify_subscription_prune on;\n    graph_notify_backfill");
+ok(reload_nginx(), "reloaded with prune on");
+ok(wait_for(sub { log_count(qr/deleted subscription $old of tenant .*, no longer declared/) }), "deleted");
+my $subs = main::graph_subs();
+is(join(",", map { $_->{id} } @$subs), $s->{id}, "the declared one stays");
