@@ -87,6 +87,8 @@ __DATA__
 
 === TEST 1: a zone without a size
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify;
 --- must_die
 --- error_log eval
@@ -96,6 +98,8 @@ qr/\[emerg\] .*invalid zone "graph_notify", expected NAME:SIZE in .*nginx\.conf:
 
 === TEST 2: a zone that is too small
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:64k;
 --- must_die
 --- error_log eval
@@ -105,6 +109,8 @@ qr/\[emerg\] .*zone "graph_notify:64k" is too small, at least 256k needed in .*n
 
 === TEST 3: a bad max_items
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:1m max_items=lots;
 --- must_die
 --- error_log eval
@@ -114,6 +120,8 @@ qr/\[emerg\] .*invalid max_items "max_items=lots" in .*nginx\.conf:\d+/
 
 === TEST 4: a tenant that is not a GUID
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:1m;
     graph_notify_tenant contoso.onmicrosoft.com;
 --- must_die
@@ -124,7 +132,9 @@ qr/\[emerg\] .*invalid tenant id "contoso.onmicrosoft.com", expected a GUID in .
 
 === TEST 5: a client state over 255 characters, and its value never echoed
 --- http_config eval
-"graph_notify_zone graph_notify:1m;\ngraph_notify_client_state " . ("s" x 256) . ";"
+"graph_notify_zone graph_notify:1m;\ngraph_notify_path graph_notify_temp;\n"
+. "graph_notify_output logs/graph_notify.ndjson;\n"
+. "graph_notify_client_state " . ("s" x 256) . ";"
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*client state is longer than 255 characters in .*nginx\.conf:\d+/
@@ -135,6 +145,8 @@ qr/sssssss/
 
 === TEST 6: a client state file that is missing, or holds two lines
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:1m;
     graph_notify_client_state file:/nonexistent/client_state;
 --- must_die
@@ -145,6 +157,8 @@ qr/\[emerg\] .*open\(\) "\/nonexistent\/client_state" failed \(2: No such file o
 
 === TEST 7: a client state file of two lines
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:1m;
     graph_notify_client_state file:$TEST_NGINX_TOP/t/data/README;
 --- must_die
@@ -155,6 +169,8 @@ qr/\[emerg\] .*client state file ".*README" must hold one line in .*nginx\.conf:
 
 === TEST 8: a key file that is not there
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:1m;
     graph_notify_decryption_key k1 $TEST_NGINX_TOP/t/data/enc-test.crt /nonexistent.key;
 --- must_die
@@ -165,6 +181,8 @@ qr/\[emerg\] .*cannot open decryption private key "\/nonexistent.key": .* in .*n
 
 === TEST 9: a key that does not belong to the certificate
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:1m;
     graph_notify_decryption_key k1 $TEST_NGINX_TOP/t/data/enc-test.crt $TEST_NGINX_TOP/t/data/enc-test-2.key;
 --- must_die
@@ -175,6 +193,8 @@ qr/\[emerg\] .*private key ".*enc-test-2.key" does not match certificate ".*enc-
 
 === TEST 10: an EC key, and an RSA key of 1024 bits
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:1m;
     graph_notify_decryption_key k1 $TEST_NGINX_TOP/t/data/ec-test.crt $TEST_NGINX_TOP/t/data/ec-test.key;
 --- must_die
@@ -185,6 +205,8 @@ qr/\[emerg\] .*private key ".*ec-test.key" is not an RSA key in .*nginx\.conf:\d
 
 === TEST 11: an RSA key of 1024 bits
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:1m;
     graph_notify_decryption_key k1 $TEST_NGINX_TOP/t/data/rsa1024-test.crt $TEST_NGINX_TOP/t/data/rsa1024-test.key;
 --- must_die
@@ -195,6 +217,8 @@ qr/\[emerg\] .*private key ".*rsa1024-test.key" has 1024 bits, Graph needs 2048 
 
 === TEST 12: a certificate that is not PEM
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:1m;
     graph_notify_decryption_key k1 $TEST_NGINX_TOP/t/data/README $TEST_NGINX_TOP/t/data/enc-test.key;
 --- must_die
@@ -205,6 +229,8 @@ qr/\[emerg\] .*cannot read PEM decryption certificate ".*README": .* in .*nginx\
 
 === TEST 13: the same certificate id twice
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_zone graph_notify:1m;
     graph_notify_decryption_key k1 $TEST_NGINX_TOP/t/data/enc-test.crt $TEST_NGINX_TOP/t/data/enc-test.key;
     graph_notify_decryption_key k1 $TEST_NGINX_TOP/t/data/enc-test-2.crt $TEST_NGINX_TOP/t/data/enc-test-2.key;
@@ -226,6 +252,8 @@ qr/\[emerg\] .*"graph_notify" directive is duplicate or conflicts with another c
 === TEST 17: a notification location without a client state is warned about
 --- http_config
     graph_notify_zone graph_notify:1m;
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
 --- config
     location = /graph/notify { graph_notify; }
 --- request
@@ -265,6 +293,8 @@ main::default_dirs_check();
 
 === TEST 16: the zone of another module cannot be taken
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     limit_req_zone $binary_remote_addr zone=graph_notify:1m rate=1r/s;
     graph_notify_zone graph_notify:1m;
 --- must_die

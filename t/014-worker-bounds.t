@@ -298,6 +298,8 @@ is(sprintf("%04o", (stat output_file())[2] & 07777), "0600", "created 0600");
 
 === TEST 11: graph_notify_output_mode must let the owner write
 --- http_config
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_output_mode 0440;
 --- config
     location = /graph/notify { graph_notify; }

@@ -10,6 +10,7 @@ no_shuffle();
 our $APP = <<'END';
     graph_notify_zone graph_notify:1m;
     graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
     graph_notify_client_state secret-1;
     graph_notify_app_id 5b4f6a52-1111-4222-8333-444455556666;
     graph_notify_client_secret not-used;
@@ -101,6 +102,8 @@ qr/\[emerg\] .*needs rich=KEY_ID for callConversations/
 === TEST 9: no app credentials
 --- http_config eval
 "graph_notify_zone graph_notify:1m;
+graph_notify_path graph_notify_temp;
+graph_notify_output logs/graph_notify.ndjson;
 graph_notify_client_state secret-1;
 graph_notify_subscription communications/callRecords tenant=$main::T $main::U;"
 --- must_die

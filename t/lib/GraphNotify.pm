@@ -472,6 +472,17 @@ Test::Nginx::Socket::register_sections('post_check')
 Test::Nginx::Socket::add_block_preprocessor(sub {
     my ($block) = @_;
 
+    # without graph_notify_path and graph_notify_output, NGINX writes into
+    # the compiled-in /var/lib/nginx and /var/log/nginx (the output is
+    # created while the configuration is read, so even by "nginx -t")
+    my $http = $block->http_config;
+    Test::More::fail($block->name . " - graph_notify_path and "
+                     . "graph_notify_output must point into the server root")
+        if defined $http
+           && ($http . ($block->config // $CONFIG)) =~ /\bgraph_notify\s*;/
+           && ($http !~ /\bgraph_notify_path\b/
+               || $http !~ /\bgraph_notify_output\b/);
+
     # no response, so no post_check: it would pass without running
     Test::More::fail($block->name . " - post_check is never run with must_die")
         if defined $block->post_check && defined $block->must_die;
