@@ -160,6 +160,8 @@ typedef struct {
     ngx_event_t                   flush;
     ngx_event_t                   more;
     ngx_connection_t              dummy;
+
+    u_char                        name[NGX_MAX_PATH];
 } ngx_graph_notify_journal_t;
 
 
@@ -758,10 +760,15 @@ ngx_graph_notify_journal_lock(void)
 
     j = ngx_graph_notify_journal;
 
-    name = ngx_pnalloc(ngx_cycle->pool, j->dir.len + sizeof("/journal.lock"));
-    if (name == NULL) {
+    /* retried every 100 ms while another helper holds it: no allocation */
+
+    if (j->dir.len + sizeof("/journal.lock") > NGX_MAX_PATH) {
+        ngx_log_error(NGX_LOG_ALERT, j->log, 0,
+                      "graph_notify: the path \"%V\" is too long", &j->dir);
         return NGX_ERROR;
     }
+
+    name = j->name;
 
     (void) ngx_sprintf(name, "%V/journal.lock%Z", &j->dir);
 

@@ -24,7 +24,7 @@ our @EXPORT = qw(
     start_sim sim_get sim_post sim_record sim_faults sim_stats sim_reset
     sim_count record_lines wait_for rewrite_conf
     nginx_processes stop_nginx_now kill_nginx start_nginx_again journal_files
-    post_items written_ids check_once
+    post_items written_ids check_once alive
 );
 
 my $json = JSON::PP->new->utf8->canonical->allow_nonref;
