@@ -90,6 +90,22 @@ typedef struct {
     ngx_uint_t                  backlog;
 } ngx_graph_notify_tenant_view_t;
 
+/* why the validation tokens of a batch were refused */
+typedef enum {
+    NGX_GRAPH_NOTIFY_JWT_SIGNATURE = 0,
+    NGX_GRAPH_NOTIFY_JWT_EXPIRED,
+    NGX_GRAPH_NOTIFY_JWT_AUDIENCE,
+    NGX_GRAPH_NOTIFY_JWT_PUBLISHER,
+    NGX_GRAPH_NOTIFY_JWT_ISSUER,
+    NGX_GRAPH_NOTIFY_JWT_UNKNOWN_KID,
+    NGX_GRAPH_NOTIFY_JWT_MALFORMED,
+    NGX_GRAPH_NOTIFY_JWT_MISSING,
+    NGX_GRAPH_NOTIFY_JWT_N
+} ngx_graph_notify_jwt_reason_e;
+
+/* decryption key ids whose last use the status page shows */
+#define NGX_GRAPH_NOTIFY_KEYS_USED        32
+#define NGX_GRAPH_NOTIFY_KEY_ID_MAX       128
 
 /* reasons from UNKNOWN_KEY on are failures to decrypt a rich item */
 #define NGX_GRAPH_NOTIFY_DROP_CRYPTO      NGX_GRAPH_NOTIFY_DROP_UNKNOWN_KEY
@@ -100,6 +116,7 @@ typedef struct {
     u_char                      thumbprint[40];
     EVP_PKEY                   *pkey;
     ngx_str_t                   certificate;   /* base64 of DER */
+    ngx_atomic_t               *last_used;     /* its slot on the status page */
 } ngx_graph_notify_key_t;
 
 
@@ -179,6 +196,25 @@ typedef struct {
 
     /* batches refused as their tenant held more than its share */
     ngx_atomic_t                share_refused;
+    /* validation tokens of rich notifications (ngx_graph_notify_jwt.c) */
+    ngx_atomic_t                jwt_enabled;
+    ngx_atomic_t                jwt_batches;
+    ngx_atomic_t                jwt_valid;
+    ngx_atomic_t                jwt_dropped[NGX_GRAPH_NOTIFY_JWT_N];
+    ngx_atomic_t                jwt_waiting;
+    ngx_atomic_t                jwt_keys;
+    ngx_atomic_t                jwt_fetched_at;
+    ngx_atomic_t                jwt_fetches;
+    ngx_atomic_t                jwt_fetch_failures;
+    u_char                      jwt_error[120];
+
+    /* when each decryption key id last decrypted an item */
+    struct {
+        ngx_atomic_t            state;
+        ngx_atomic_t            last;
+        ngx_atomic_t            len;
+        u_char                  id[NGX_GRAPH_NOTIFY_KEY_ID_MAX];
+    }                           keys_used[NGX_GRAPH_NOTIFY_KEYS_USED];
 } ngx_graph_notify_stats_t;
 
 
@@ -376,6 +412,11 @@ typedef struct {
 #if (NGX_THREADS)
     ngx_thread_pool_t          *thread_pool;
 #endif
+
+    /* validation tokens of rich notifications (ngx_graph_notify_jwt.c) */
+    ngx_flag_t                  jwt_check;
+    ngx_array_t                *jwt_audiences;
+    ngx_uint_t                  rich;
 
     /* where "graph_notify" was first used, for configuration errors */
     ngx_str_t                   used_file;

@@ -7,6 +7,7 @@
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_subscription.h"
 #include "ngx_graph_notify_journal.h"
+#include "ngx_graph_notify_jwt.h"
 
 
 /* items written per output write, and batches per turn of the loop */
@@ -119,6 +120,12 @@ ngx_graph_notify_helper_start(ngx_cycle_t *cycle)
     if (gmcf->app.app_id.len) {
         (void) ngx_graph_notify_graph_init(cycle, gmcf);
         (void) ngx_graph_notify_subscription_init(cycle, gmcf);
+    }
+
+    if (ngx_graph_notify_jwt_init(cycle, gmcf) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, h->log, 0,
+                      "graph_notify: validation tokens cannot be checked, "
+                      "rich items are not written");
     }
 
     ngx_graph_notify_stat_inc(h->queue, helper_starts);
@@ -282,7 +289,7 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
     u_char                  *buf, *p;
     size_t                   len;
     ngx_int_t                rc;
-    ngx_uint_t               i, n, lane, taken;
+    ngx_uint_t               i, k, n, lane, taken;
     ngx_pool_t              *pool;
     ngx_graph_notify_job_t   jobs[NGX_GRAPH_NOTIFY_BATCH];
 
@@ -291,9 +298,7 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
         return NGX_ERROR;
     }
 
-    len = 0;
     n = 0;
-    taken = 0;
 
     /*
      * The write lane first, whatever the Graph client's state: these items
@@ -303,11 +308,11 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
 
     for (lane = 0; lane < NGX_GRAPH_NOTIFY_LANES; lane++) {
 
-        for (i = 0; n < NGX_GRAPH_NOTIFY_BATCH && i < NGX_GRAPH_NOTIFY_BATCH;
-             i++)
-        {
+        while (n < NGX_GRAPH_NOTIFY_BATCH) {
+
             if (lane == NGX_GRAPH_NOTIFY_LANE_RECORD
-                && ngx_graph_notify_graph_busy())
+                ? ngx_graph_notify_graph_busy()
+                : ngx_graph_notify_jwt_busy())
             {
                 break;
             }
@@ -318,28 +323,48 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
                 break;
             }
 
-            taken++;
-
-            /* subscriptions: last notification seen, lifecycle events */
-            ngx_graph_notify_subscription_item(&jobs[n].line);
-
-            /* call records go to the Graph client, the rest is written */
-
-            rc = ngx_graph_notify_graph_submit(&jobs[n]);
-
-            if (rc == NGX_OK) {
-                continue;
-            }
-
-            if (rc == NGX_ERROR) {
-                ngx_graph_notify_queue_release(h->queue, &jobs[n]);
-                break;
-            }
-
-            len += jobs[n].line.len + 1;
             n++;
         }
     }
+
+    taken = n;
+
+    /* nothing of a rich batch goes on before its validation tokens pass */
+
+    ngx_graph_notify_jwt_filter(jobs, &n, pool);
+
+    len = 0;
+    k = 0;
+
+    for (i = 0; i < n; i++) {
+
+        /* subscriptions: last notification seen, lifecycle events */
+        ngx_graph_notify_subscription_item(&jobs[i].line);
+
+        /* call records go to the Graph client, the rest is written */
+
+        rc = ngx_graph_notify_graph_submit(&jobs[i]);
+
+        if (rc == NGX_OK) {
+            continue;
+        }
+
+        if (rc == NGX_ERROR) {
+            /* back to the head of their lanes, in their order */
+
+            while (n > i) {
+                ngx_graph_notify_queue_release(h->queue, &jobs[--n]);
+            }
+
+            break;
+        }
+
+        jobs[k] = jobs[i];
+        len += jobs[k].line.len + 1;
+        k++;
+    }
+
+    n = k;
 
     if (n == 0) {
         ngx_destroy_pool(pool);

@@ -6,6 +6,7 @@
 
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_subscription.h"
+#include "ngx_graph_notify_jwt.h"
 
 #if (NGX_LINUX)
 #include <sys/eventfd.h>
@@ -299,6 +300,20 @@ static ngx_command_t  ngx_graph_notify_commands[] = {
       0,
       NULL },
 
+    { ngx_string("graph_notify_validation_tokens"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_graph_notify_jwt_tokens,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("graph_notify_validation_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_graph_notify_jwt_audience,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -365,6 +380,7 @@ ngx_graph_notify_create_main_conf(ngx_conf_t *cf)
     gmcf->rate = NGX_CONF_UNSET_UINT;
     gmcf->record_horizon = NGX_CONF_UNSET;
     gmcf->max_tenants = NGX_CONF_UNSET_UINT;
+    gmcf->jwt_check = NGX_CONF_UNSET;
 
     return gmcf;
 }
@@ -398,6 +414,8 @@ ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
     if (ngx_graph_notify_check_app(cf, gmcf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
+
+    ngx_graph_notify_jwt_init_conf(cf, gmcf);
 
     if (gmcf->used_file.len == 0) {
         /* the module is loaded but not used: no zone, no helper */
@@ -546,7 +564,8 @@ ngx_graph_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_graph_notify_loc_conf_t *prev = parent;
     ngx_graph_notify_loc_conf_t *conf = child;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_graph_notify_main_conf_t  *gmcf;
 
     /* lists are inherited whole, like add_header */
 
@@ -587,6 +606,15 @@ ngx_graph_notify_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         && ngx_graph_notify_subscription_location(cf, conf) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
+    }
+
+    if (clcf->handler == ngx_graph_notify_handler && conf->keys) {
+        gmcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_graph_notify_module);
+
+        if (ngx_graph_notify_jwt_check_conf(cf, gmcf) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;

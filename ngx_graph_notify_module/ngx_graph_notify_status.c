@@ -6,6 +6,7 @@
 
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_subscription.h"
+#include "ngx_graph_notify_jwt.h"
 
 
 typedef struct {
@@ -20,6 +21,7 @@ typedef struct {
     ngx_uint_t                  sync;
     time_t                      now;
     u_char                      token_error[160];
+    u_char                      jwt_error[120];
 } ngx_graph_notify_snapshot_t;
 
 
@@ -29,6 +31,12 @@ static u_char *ngx_graph_notify_status_json(u_char *p, u_char *last,
     ngx_graph_notify_snapshot_t *s);
 static u_char *ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
     ngx_graph_notify_snapshot_t *s);
+static u_char *ngx_graph_notify_status_jwt_json(u_char *p, u_char *last,
+    ngx_graph_notify_snapshot_t *s);
+static u_char *ngx_graph_notify_status_jwt_prometheus(u_char *p,
+    u_char *last, ngx_graph_notify_snapshot_t *s);
+static u_char *ngx_graph_notify_status_key_id(u_char *p, u_char *last,
+    ngx_graph_notify_snapshot_t *s, ngx_uint_t i);
 
 
 #define NGX_GRAPH_NOTIFY_STATUS_SIZE  16384
@@ -168,6 +176,11 @@ ngx_graph_notify_snapshot(ngx_graph_notify_queue_t *q, ngx_shm_zone_t *zone,
     }
 
     s->token_error[i] = '\0';
+
+    /* written sanitized by the helper; cut here for a torn read */
+
+    ngx_memcpy(s->jwt_error, s->stats.jwt_error, sizeof(s->jwt_error));
+    s->jwt_error[sizeof(s->jwt_error) - 1] = '\0';
 
     s->zone_size = zone->shm.size;
     s->now = ngx_time();
@@ -312,7 +325,7 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      st->journal_fsync_requests,
                      st->journal_fsync_group_max);
 
-    return p;
+    return ngx_graph_notify_status_jwt_json(p, last, s);
 }
 
 
@@ -599,6 +612,153 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                                 "1 while the Graph client cannot start.");
     p = ngx_slprintf(p, last, "graph_notify_graph_client_failing %uA\n",
                      st->graph_failing);
+
+    return ngx_graph_notify_status_jwt_prometheus(p, last, s);
+}
+
+
+static u_char *
+ngx_graph_notify_status_jwt_json(u_char *p, u_char *last,
+    ngx_graph_notify_snapshot_t *s)
+{
+    ngx_uint_t                 i, n;
+    ngx_graph_notify_stats_t  *st;
+
+    st = &s->stats;
+
+    p = ngx_slprintf(p, last,
+                     ",\"validationTokens\":{\"enabled\":%s,"
+                     "\"batches\":%uA,\"valid\":%uA,\"waiting\":%uA,"
+                     "\"keys\":%uA,\"keysAge\":%T,\"fetches\":%uA,"
+                     "\"fetchFailures\":%uA,\"lastError\":\"%s\","
+                     "\"dropped\":{",
+                     st->jwt_enabled ? "true" : "false",
+                     st->jwt_batches, st->jwt_valid, st->jwt_waiting,
+                     st->jwt_keys,
+                     st->jwt_fetched_at
+                         ? s->now - (time_t) st->jwt_fetched_at : -1,
+                     st->jwt_fetches, st->jwt_fetch_failures,
+                     s->jwt_error);
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_JWT_N; i++) {
+        p = ngx_slprintf(p, last, "%s\"%V\":%uA", i ? "," : "",
+                         &ngx_graph_notify_jwt_reason_names[i],
+                         st->jwt_dropped[i]);
+    }
+
+    p = ngx_slprintf(p, last, "}},\"decryptionKeys\":[");
+
+    n = 0;
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_KEYS_USED; i++) {
+        if (st->keys_used[i].state != 2) {
+            continue;
+        }
+
+        p = ngx_slprintf(p, last, "%s{\"id\":\"", n++ ? "," : "");
+        p = ngx_graph_notify_status_key_id(p, last, s, i);
+        p = ngx_slprintf(p, last, "\",\"lastDecrypt\":%uA,"
+                         "\"lastDecryptAge\":%T}",
+                         st->keys_used[i].last,
+                         s->now - (time_t) st->keys_used[i].last);
+    }
+
+    return ngx_slprintf(p, last, "]");
+}
+
+
+static u_char *
+ngx_graph_notify_status_key_id(u_char *p, u_char *last,
+    ngx_graph_notify_snapshot_t *s, ngx_uint_t i)
+{
+    u_char      c;
+    ngx_uint_t  k, len;
+
+    /* ids come from nginx.conf; quotes and the like are shown as "?" */
+
+    len = ngx_min(s->stats.keys_used[i].len, NGX_GRAPH_NOTIFY_KEY_ID_MAX);
+
+    for (k = 0; k < len && p < last; k++) {
+        c = s->stats.keys_used[i].id[k];
+        *p++ = (c > 0x20 && c < 0x7f && c != '"' && c != '\\') ? c : '?';
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_graph_notify_status_jwt_prometheus(u_char *p, u_char *last,
+    ngx_graph_notify_snapshot_t *s)
+{
+    ngx_uint_t                 i;
+    ngx_graph_notify_stats_t  *st;
+
+    st = &s->stats;
+
+    p = ngx_graph_notify_metric(p, last, "validation_batches_total",
+                                "counter", "Batches whose validation "
+                                "tokens were checked, by outcome.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_validation_batches_total"
+                     "{outcome=\"valid\"} %uA\n"
+                     "graph_notify_validation_batches_total"
+                     "{outcome=\"checked\"} %uA\n",
+                     st->jwt_valid, st->jwt_batches);
+
+    p = ngx_graph_notify_metric(p, last, "validation_dropped_total",
+                                "counter", "Items dropped as their validation "
+                                "tokens were refused, by reason.");
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_JWT_N; i++) {
+        p = ngx_slprintf(p, last,
+                         "graph_notify_validation_dropped_total"
+                         "{reason=\"%V\"} %uA\n",
+                         &ngx_graph_notify_jwt_reason_names[i],
+                         st->jwt_dropped[i]);
+    }
+
+    p = ngx_graph_notify_metric(p, last, "validation_waiting", "gauge",
+                                "Rich items waiting for the key set.");
+    p = ngx_slprintf(p, last, "graph_notify_validation_waiting %uA\n",
+                     st->jwt_waiting);
+
+    p = ngx_graph_notify_metric(p, last, "validation_keys", "gauge",
+                                "Signing keys of the identity platform "
+                                "known.");
+    p = ngx_slprintf(p, last, "graph_notify_validation_keys %uA\n",
+                     st->jwt_keys);
+
+    p = ngx_graph_notify_metric(p, last, "validation_keys_fetched_seconds",
+                                "gauge", "Unix time of the key set's fetch.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_validation_keys_fetched_seconds %uA\n",
+                     st->jwt_fetched_at);
+
+    p = ngx_graph_notify_metric(p, last, "validation_key_fetches_total",
+                                "counter", "Key set fetches, by outcome.");
+    p = ngx_slprintf(p, last,
+                     "graph_notify_validation_key_fetches_total"
+                     "{outcome=\"started\"} %uA\n"
+                     "graph_notify_validation_key_fetches_total"
+                     "{outcome=\"failed\"} %uA\n",
+                     st->jwt_fetches, st->jwt_fetch_failures);
+
+    p = ngx_graph_notify_metric(p, last, "decryption_key_last_used_seconds",
+                                "gauge", "Unix time a decryption key last "
+                                "decrypted an item.");
+
+    for (i = 0; i < NGX_GRAPH_NOTIFY_KEYS_USED; i++) {
+        if (st->keys_used[i].state != 2) {
+            continue;
+        }
+
+        p = ngx_slprintf(p, last,
+                         "graph_notify_decryption_key_last_used_seconds"
+                         "{id=\"");
+        p = ngx_graph_notify_status_key_id(p, last, s, i);
+        p = ngx_slprintf(p, last, "\"} %uA\n", st->keys_used[i].last);
+    }
 
     return p;
 }

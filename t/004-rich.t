@@ -6,6 +6,9 @@ use GraphNotify;
 
 no_shuffle();
 
+# about decryption: validation tokens are checked in 013-validation-tokens.t
+$GraphNotify::HTTP_CONFIG = $GraphNotify::RICH_HTTP_CONFIG;
+
 # the raw text of "decryptedResource" in an output line
 sub decrypted_raw {
     my ($line) = @_;
@@ -34,6 +37,7 @@ __DATA__
     graph_notify_zone graph_notify:1m;
     graph_notify_path graph_notify_temp;
     graph_notify_output logs/graph_notify.ndjson;
+    graph_notify_validation_tokens off;
     graph_notify_decryption_key custom-id-for-testing
         $TEST_NGINX_TOP/t/data/graph-sdk-rich-notification/cert.pem
         $TEST_NGINX_TOP/t/data/graph-sdk-rich-notification/key.pem;
@@ -86,6 +90,7 @@ like($l[0]{resource}, qr{^users/[^/]+/callConversations/[^/]+\z}, "resource kept
     graph_notify_path graph_notify_temp;
     graph_notify_output logs/graph_notify.ndjson;
     graph_notify_client_state secret-1;
+    graph_notify_validation_tokens off;
     graph_notify_decryption_key test-key-1
         $TEST_NGINX_TOP/t/data/enc-test.crt $TEST_NGINX_TOP/t/data/enc-test.key;
     graph_notify_decryption_key test-key-2

@@ -16,6 +16,9 @@ no_shuffle();
 
 our $TENANT = '11111111-2222-3333-4444-555555555555';
 
+# about the workers: validation tokens are checked in 015-validation-tokens.t
+$GraphNotify::HTTP_CONFIG = $GraphNotify::RICH_HTTP_CONFIG;
+
 # The worker of this block (there is one) and its peak resident memory, kB.
 sub worker_pid {
     my $master = GraphNotify::nginx_pid();
@@ -345,6 +348,7 @@ cmp_ok($n, '>=', $most == 1 ? 5 : 1, "the ones held back");
     graph_notify_output logs/graph_notify.ndjson;
     graph_notify_client_state secret-1;
     graph_notify_max_batch 4000;
+    graph_notify_validation_tokens off;
     graph_notify_decryption_key test-key-1
         $TEST_NGINX_TOP/t/data/enc-test.crt $TEST_NGINX_TOP/t/data/enc-test.key;
 --- request
@@ -410,6 +414,7 @@ is($l[-1]{decryptedResource}{id}, "1732550001234", "decrypted");
     graph_notify_output logs/graph_notify.ndjson;
     graph_notify_client_state secret-1;
     graph_notify_thread_pool off;
+    graph_notify_validation_tokens off;
     graph_notify_decryption_key test-key-1
         $TEST_NGINX_TOP/t/data/enc-test.crt $TEST_NGINX_TOP/t/data/enc-test.key;
 --- request eval

@@ -101,7 +101,7 @@ my @patch = grep { $_->{method} eq 'PATCH' && $_->{path} =~ m{/subscriptions/(.+
 cmp_ok(scalar @patch, '>=', 6, "renewed");
 ok(!(grep { $_->{path} !~ m{^/beta/} } @patch), "on /beta");
 my $body = rich_body(content => data_file('call-conversation.json'), subscription => $subs->[0]{id},
-                     tenant => $main::T);
+                     tenant => $main::T, signed => 1);
 is(http_post("/graph/notify?b=2", $body)->{status}, 202, "a call-conversation event");
 my ($l) = grep { $_->{kind} eq 'rich' } wait_lines(1);
 is($l->{callEvent}, 'CallConversationStarted', "its event type, to filter on");

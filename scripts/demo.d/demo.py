@@ -4,7 +4,9 @@
     demo.py sim-record SIM_URL JSON        create a call record in the simulator
     demo.py sim-update SIM_URL ID          bump a record's version
     demo.py sim-stats SIM_URL              requests the simulator answered, by kind
-    demo.py vector-body DIR CLIENT_STATE   a notification carrying Microsoft's vector
+    demo.py vector-body DIR CLIENT_STATE [SIM_URL]
+                                           a notification carrying Microsoft's vector,
+                                           its validation token signed by the simulator
     demo.py settled STATUS_URL             exit 0 once nothing is left to write
     demo.py show OUTPUT                    the NDJSON output, one line per item
     demo.py check OUTPUT STATUS_URL GRAPH BASIC RICH ID:VERSION...
@@ -76,7 +78,7 @@ def sim_stats(sim):
     return 0
 
 
-def vector_body(vdir, client_state):
+def vector_body(vdir, client_state, sim=None):
     with open(vdir + "/encryptedContent.json", encoding="utf-8") as f:
         enc = json.load(f)
     resource = ("teams('79852646-8963-4d32-95f1-e0c5237d37fa')/channels("
@@ -94,7 +96,11 @@ def vector_body(vdir, client_state):
         "clientState": client_state,
         "tenantId": "8afd02d6-ebdd-4270-a515-c749898ea5c5",
     }
-    print(json.dumps({"value": [item], "validationTokens": ["eyJ0eXAiOiJKV1QifQ.e30.c2ln"]}))
+    token = "eyJ0eXAiOiJKV1QifQ.e30.c2ln"
+    if sim:
+        token = json.loads(fetch(sim + "/_sim/validation-token",
+                                 json.dumps({"tenant": item["tenantId"]}).encode()))["token"]
+    print(json.dumps({"value": [item], "validationTokens": [token]}))
     return 0
 
 

@@ -22,7 +22,7 @@ our @EXPORT = qw(
     wait_helper_pid reload_nginx json_decode json_encode http_post
     basic_item basic_body notify_url data_file log_count
     start_sim sim_get sim_post sim_record sim_faults sim_stats sim_reset
-    sim_count record_lines wait_for rewrite_conf
+    sim_count record_lines wait_for rewrite_conf sim_token
     nginx_processes stop_nginx_now kill_nginx start_nginx_again journal_files
     post_items written_ids check_once alive
 );
@@ -260,6 +260,9 @@ sub sim_cmd {
 
 # A rich notification body, encrypted for a test certificate by the
 # simulator, optionally with a fault ("bad-hmac", "key-length", ...).
+# With "signed", its validation token is signed by the running simulator
+# (token_version 1 or 2, token_fault "audience", ...); "tokens" replaces
+# the validationTokens array.
 sub rich_body {
     my (%o) = @_;
     my $content = $o{content} || data_file('chat-message.json');
@@ -271,10 +274,32 @@ sub rich_body {
                 '--tenant', $o{tenant} || '11111111-2222-3333-4444-555555555555',
                 '--subscription', $o{subscription} || 'sub-rich-1');
     push @args, '--fault', $o{fault} if $o{fault};
+    if ($o{signed}) {
+        push @args, '--sim', "http://127.0.0.1:$ENV{TEST_NGINX_SIM_PORT}",
+                    '--app-id', $o{app_id} || $GraphNotify::APP_ID,
+                    '--token-version', $o{token_version} || 2;
+        push @args, '--token-fault', $o{token_fault} if $o{token_fault};
+    }
     my $cmd = sim_cmd(@args);
     my $out = `$cmd`;
     die "graph-sim rich failed: $cmd\n" if $? != 0;
+    if ($o{tokens}) {
+        my $b = json_decode($out);
+        $b->{validationTokens} = $o{tokens};
+        delete $b->{validationTokens} unless @{ $o{tokens} };
+        $out = json_encode($b);
+    }
     return $out;
+}
+
+# A validation token signed by the running simulator.
+sub sim_token {
+    my (%o) = @_;
+    my %req = (tenant => $o{tenant} || '11111111-2222-3333-4444-555555555555',
+               app_id => $o{app_id} || $GraphNotify::APP_ID,
+               version => $o{version} || 2);
+    $req{fault} = $o{fault} if $o{fault};
+    return sim_post('/_sim/validation-token', \%req)->{token};
 }
 
 sub basic_item {
@@ -429,6 +454,16 @@ our $HTTP_CONFIG = <<'END';
     graph_notify_path graph_notify_temp;
     graph_notify_output logs/graph_notify.ndjson;
     graph_notify_client_state secret-1;
+END
+
+# Rich notifications without the Graph client: their validation tokens are
+# not checked (t/013-validation-tokens.t checks them).
+our $RICH_HTTP_CONFIG = <<'END';
+    graph_notify_zone graph_notify:1m;
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
+    graph_notify_client_state secret-1;
+    graph_notify_validation_tokens off;
     graph_notify_decryption_key test-key-1
         $TEST_NGINX_TOP/t/data/enc-test.crt $TEST_NGINX_TOP/t/data/enc-test.key;
 END
