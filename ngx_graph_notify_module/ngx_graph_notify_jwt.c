@@ -1877,6 +1877,26 @@ ngx_graph_notify_jwt_set_error(ngx_graph_notify_jwt_t *ctx, u_char *msg,
 }
 
 
+/* key rotation */
+
+ngx_uint_t
+ngx_graph_notify_jwt_key_changed(ngx_str_t *configured, json_t *at_graph)
+{
+    /*
+     * A rich subscription whose encryptionCertificateId at Graph is not
+     * its rich= key id any more: the key was rotated in nginx.conf.  The
+     * old key stays configured for the notifications still in flight.
+     */
+
+    if (configured->len == 0) {
+        return 0;
+    }
+
+    return !ngx_graph_notify_jwt_str_eq(at_graph, (char *) configured->data,
+                                        configured->len);
+}
+
+
 /* the workers: when a key last decrypted an item, for rotation */
 
 void

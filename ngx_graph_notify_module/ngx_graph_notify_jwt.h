@@ -38,6 +38,10 @@ ngx_uint_t ngx_graph_notify_jwt_busy(void);
 void ngx_graph_notify_jwt_filter(ngx_graph_notify_job_t *jobs,
     ngx_uint_t *n, ngx_pool_t *pool);
 
+/* key rotation: does a subscription at Graph use another key id? */
+ngx_uint_t ngx_graph_notify_jwt_key_changed(ngx_str_t *configured,
+    json_t *at_graph);
+
 /* the workers: a decryption key was used */
 void ngx_graph_notify_jwt_key_used(ngx_graph_notify_key_t *key);
 

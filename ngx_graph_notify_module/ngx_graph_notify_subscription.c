@@ -5,6 +5,7 @@
 
 
 #include "ngx_graph_notify_subscription.h"
+#include "ngx_graph_notify_jwt.h"
 
 #include <sys/file.h>
 
@@ -2242,6 +2243,22 @@ ngx_graph_notify_list_reconcile(ngx_graph_notify_sub_list_t *l)
                           &s[k].conf->tenant,
                           adopted ? "adopted" : "found",
                           s[k].expires - ngx_time());
+
+            if (ngx_graph_notify_jwt_key_changed(&s[k].certificate_id,
+                         json_object_get(found, "encryptionCertificateId")))
+            {
+                /* rich= names another key now: its certificate at once */
+
+                ngx_log_error(NGX_LOG_NOTICE, m->log, 0,
+                              "graph_notify: subscription %*s uses another "
+                              "encryption key than \"%V\", sending its "
+                              "certificate", s[k].id_len, s[k].id,
+                              &s[k].certificate_id);
+
+                s[k].op = NGX_GRAPH_NOTIFY_OP_ROTATE;
+                ngx_graph_notify_task_schedule(&s[k].task, 0);
+                continue;
+            }
 
             ngx_graph_notify_sub_plan(&s[k]);
             continue;
