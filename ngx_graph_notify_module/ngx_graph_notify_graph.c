@@ -223,6 +223,7 @@ static void ngx_graph_notify_graph_enqueue(ngx_graph_notify_record_t *rec,
 static ngx_msec_t ngx_graph_notify_graph_backoff(ngx_uint_t attempts);
 static void ngx_graph_notify_graph_answered(ngx_graph_notify_answer_e answer);
 static void ngx_graph_notify_graph_gauges(void);
+static void ngx_graph_notify_graph_stop(void *data);
 static void ngx_graph_notify_graph_cleanup(void *data);
 
 
@@ -321,8 +322,9 @@ ngx_graph_notify_graph_init(ngx_cycle_t *cycle,
 static void
 ngx_graph_notify_graph_start(ngx_graph_notify_graph_t *g)
 {
-    u_char      *p;
-    const char  *what;
+    u_char              *p;
+    const char          *what;
+    ngx_pool_cleanup_t  *cln;
 
     /*
      * Fail closed: until every part runs, call-record items stay queued
@@ -374,6 +376,17 @@ ngx_graph_notify_graph_start(ngx_graph_notify_graph_t *g)
         ngx_log_error(NGX_LOG_NOTICE, g->log, 0,
                       "graph_notify: the Graph client started");
     }
+
+    cln = ngx_pool_cleanup_add(g->cycle->pool, 0);
+    if (cln == NULL) {
+        /* retried: nothing runs without its cleanup */
+        g->start_delay = NGX_GRAPH_NOTIFY_START_MIN;
+        ngx_add_timer(&g->start, g->start_delay);
+        return;
+    }
+
+    cln->handler = ngx_graph_notify_graph_stop;
+    cln->data = g;
 
     g->started = 1;
     g->start_delay = 0;
@@ -2138,15 +2151,17 @@ ngx_graph_notify_graph_publish(ngx_graph_notify_graph_t *g)
 
 
 static void
-ngx_graph_notify_graph_cleanup(void *data)
+ngx_graph_notify_graph_stop(void *data)
 {
     ngx_graph_notify_graph_t *g = data;
 
-    ngx_graph_notify_rjob_t    *rj;
-    ngx_graph_notify_tenant_t  *t;
     ngx_graph_notify_record_t  *rec;
 
-    /* the process exits: whatever is held goes back to the queue */
+    /*
+     * The process exits: records go first, while the index, the token
+     * client and the HTTP client, whose cleanups were added before this
+     * one, still exist; their items go back to the queue.
+     */
 
     while (!ngx_queue_empty(&g->all)) {
         rec = ngx_queue_data(ngx_queue_head(&g->all),
@@ -2160,6 +2175,20 @@ ngx_graph_notify_graph_cleanup(void *data)
 
         ngx_graph_notify_graph_free_record(rec);
     }
+
+    g->started = 0;
+}
+
+
+static void
+ngx_graph_notify_graph_cleanup(void *data)
+{
+    ngx_graph_notify_graph_t *g = data;
+
+    ngx_graph_notify_rjob_t    *rj;
+    ngx_graph_notify_tenant_t  *t;
+
+    /* the rest held, by reference only, goes back to the queue */
 
     while (!ngx_queue_empty(&g->tenants)) {
         t = ngx_queue_data(ngx_queue_head(&g->tenants),
@@ -2178,6 +2207,22 @@ ngx_graph_notify_graph_cleanup(void *data)
 
     if (g->start.timer_set) {
         ngx_del_timer(&g->start);
+    }
+
+    if (g->pump.timer_set) {
+        ngx_del_timer(&g->pump);
+    }
+
+    if (g->pump.posted) {
+        ngx_delete_posted_event(&g->pump);
+    }
+
+    if (g->flush.timer_set) {
+        ngx_del_timer(&g->flush);
+    }
+
+    if (g->flush.posted) {
+        ngx_delete_posted_event(&g->flush);
     }
 
     ngx_graph_notify_graph = NULL;

@@ -247,3 +247,31 @@ is(status()->{queue}{items}, 0, "gone from the queue");
 is(log_count(qr/graph_notify: dropped call record .*more tenants than graph_notify_max_tenants/), 1,
    "logged once");
 is(scalar(record_lines(3, 0.5)), 2, "nothing more written");
+
+
+
+=== TEST 8: a slow tenant has at most its share of the requests in flight; another tenant passes it
+--- http_config eval
+main::config("graph_notify_concurrency 4;")
+--- init
+GraphNotify::sim_reset();
+GraphNotify::sim_faults(tenant_latency_ms => { $main::BAD => 1500 });
+GraphNotify::sim_record(id => main::rec_id(9, $_), sessions => 1) for 1 .. 25;
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+is(join(",", main::post_all(map { basic_item(record => main::rec_id(9, $_), tenant => $main::BAD) } 1 .. 20)),
+   "202", "the slow tenant's 20 records");
+ok(wait_for(sub { (status()->{graph}{running} // 0) >= 3 }), "its fetches in flight");
+is(join(",", main::post_all(map { basic_item(record => main::rec_id(9, $_), tenant => $main::GOOD) } 21 .. 25)),
+   "202", "another tenant's 5");
+my %by;
+ok(wait_for(sub {
+    %by = ();
+    $by{$_->{tenantId}}++ for grep { $_->{kind} eq 'callRecord' }
+                              map { json_decode($_) } output_lines();
+    ($by{$main::GOOD} // 0) == 5 }, 20), "the other tenant's records written");
+cmp_ok($by{$main::BAD} // 0, '<', 20, "before the slow tenant's");
+is(sim_stats()->{max_concurrent_by_tenant}{$main::BAD}, 3, "the slow tenant had 3 of 4 requests in flight, no more");
+ok(wait_for(sub { status()->{callRecords}{written} == 25 }, 40), "all written in the end");
