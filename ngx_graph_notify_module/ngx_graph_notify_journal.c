@@ -79,6 +79,7 @@ typedef struct {
     ngx_fd_t                      fd[NGX_GRAPH_NOTIFY_JOURNAL_RETIRED + 1];
     ngx_uint_t                    nfd;
     ngx_uint_t                    nretired;
+    u_char                       *dir;
     ngx_err_t                     err;
 } ngx_graph_notify_jsync_t;
 
@@ -97,6 +98,8 @@ typedef struct {
     ngx_uint_t                    running;
     ngx_fd_t                      retired[NGX_GRAPH_NOTIFY_JOURNAL_RETIRED];
     ngx_uint_t                    nretired;
+    ngx_uint_t                    created;
+    u_char                        dir[NGX_MAX_PATH];
 #if (NGX_THREADS)
     ngx_thread_task_t            *task;
 #endif
@@ -392,6 +395,11 @@ ngx_graph_notify_journal_writer(ngx_graph_notify_main_conf_t *gmcf,
     w->opened = 1;
     w->off = ngx_file_size(&fi);
 
+    /* a new name in the directory: the next fsync covers it too */
+
+    w->created = 1;
+    (void) ngx_sprintf(w->dir, "%V%Z", &gmcf->path->name);
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                    "graph_notify: journal \"%s\"", w->name);
 
@@ -547,6 +555,8 @@ ngx_graph_notify_journal_fsync_start(ngx_log_t *log)
     }
 
     js->err = 0;
+    js->dir = w->created ? w->dir : NULL;
+    w->created = 0;
 
     w->task->event.log = log;
 
@@ -571,11 +581,26 @@ ngx_graph_notify_journal_fsync_thread(void *data, ngx_log_t *log)
 {
     ngx_graph_notify_jsync_t *js = data;
 
+    ngx_fd_t    fd;
     ngx_uint_t  i;
 
     for (i = 0; i < js->nfd; i++) {
         if (fdatasync(js->fd[i]) == -1) {
             js->err = ngx_errno;
+        }
+    }
+
+    /* a file just created survives a power cut only with its name */
+
+    if (js->dir) {
+        fd = ngx_open_file(js->dir, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+        if (fd == NGX_INVALID_FILE || fsync(fd) == -1) {
+            js->err = ngx_errno;
+        }
+
+        if (fd != NGX_INVALID_FILE) {
+            (void) ngx_close_file(fd);
         }
     }
 }

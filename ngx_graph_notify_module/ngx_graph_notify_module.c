@@ -518,10 +518,10 @@ ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
     if (gmcf->sync)
 #endif
     {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"graph_notify_sync on\" needs a thread pool, "
-                      "and graph_notify_thread_pool is off or NGINX was "
-                      "built without threads");
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"graph_notify_sync on\" needs a thread pool, "
+                           "and graph_notify_thread_pool is off or NGINX "
+                           "was built without threads");
         return NGX_CONF_ERROR;
     }
 

@@ -153,3 +153,16 @@ sleep 2;
 is(join(",", sort map { $_->{callRecord}{id} } @lines), join(",", sort @r), "each record written once");
 is(status()->{journal}{recovered}, 4, "the four notifications recovered");
 stop_nginx_now('QUIT');
+
+
+
+=== TEST 5: graph_notify_sync on without a thread pool is refused at nginx -t
+--- http_config
+    graph_notify_zone graph_notify:1m;
+    graph_notify_path graph_notify_temp;
+    graph_notify_output logs/graph_notify.ndjson;
+    graph_notify_thread_pool off;
+    graph_notify_sync on;
+--- must_die
+--- error_log
+"graph_notify_sync on" needs a thread pool, and graph_notify_thread_pool is off or NGINX was built without threads
