@@ -365,6 +365,7 @@ my $body = GraphNotify::json_encode({ value => [ ($item) x $count ] });
 my $port = Test::Nginx::Socket::server_port();
 
 # the batch on one connection, written whole; its answer read later
+my $start = time;
 my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die $!;
 print $s "POST /graph/notify HTTP/1.1\r\nHost: localhost\r\n"
        . "Content-Type: application/json\r\nContent-Length: " . length($body)
@@ -382,13 +383,14 @@ until ($sel->can_read(0) || time > $end) {
     push @took, time - $t0;
     die "handshake: $r->{status}\n" unless $r->{status} == 200 && $r->{content} eq "tok$n";
 }
+my $took_batch = time - $start;
 my $answer = '';
 $s->recv($answer, 4096) while $sel->can_read(10) && length($answer) < 12;
 like($answer, qr{^HTTP/1.1 202}, "the batch answered 202");
 
-# On the event loop the batch held the worker 1.2 s.  This machine is
-# shared, so the client's own scheduling shows too: 99 % within 50 ms, and
-# no handshake near the time the batch takes.
+# On the event loop the batch held the worker 1.2 s, most of the time it
+# took.  This machine is shared, so the client's own scheduling shows too:
+# 99 % within 50 ms, and none takes a large part of the batch's time.
 my @sorted = sort { $a <=> $b } @took;
 my $n = @sorted;
 my $p99 = $sorted[int(0.99 * ($n - 1))];
@@ -396,7 +398,9 @@ SKIP: {
     skip "valgrind serializes threads", 3 if $vg;
     cmp_ok($n, '>=', 10, "$n handshakes answered while the batch was decrypted");
     cmp_ok($p99, '<=', 0.05, sprintf("99 %% within 50 ms (p99 %.1f ms)", $p99 * 1000));
-    cmp_ok($sorted[-1], '<=', 0.3, sprintf("the slowest in %.1f ms", $sorted[-1] * 1000));
+    cmp_ok($sorted[-1], '<=', 0.25 * $took_batch,
+           sprintf("the slowest in %.1f ms, the batch in %.1f ms",
+                   $sorted[-1] * 1000, $took_batch * 1000));
 }
 my $st = status();
 is($st->{items}{accepted}, $count, "all $count items decrypted and accepted");
