@@ -7,7 +7,6 @@
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_bounds.h"
 #include "ngx_graph_notify_crypto.h"
-#include "ngx_graph_notify_jwt.h"
 
 #include <openssl/err.h>
 #include <openssl/hmac.h>
@@ -504,9 +503,6 @@ ngx_graph_notify_decrypt_one(ngx_graph_notify_decrypt_t *d,
     }
 
     json_decref(parsed);
-
-    /* the status page tells when an old key may go */
-    ngx_graph_notify_jwt_key_used(d->key);
 
     return NGX_OK;
 }

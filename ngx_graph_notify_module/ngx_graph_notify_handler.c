@@ -7,6 +7,7 @@
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_bounds.h"
 #include "ngx_graph_notify_crypto.h"
+#include "ngx_graph_notify_jwt.h"
 #include "ngx_graph_notify_ratelog.h"
 #include "ngx_graph_notify_journal.h"
 
@@ -961,6 +962,14 @@ ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
 
             drops.dropped[slot->reason]++;
             continue;
+        }
+
+        if (slot->rich) {
+            /*
+             * The status page tells when an old key may go.  Noted here,
+             * on the event loop, not by the thread that decrypted.
+             */
+            ngx_graph_notify_jwt_key_used(slot->rich->key);
         }
 
         entries[k++] = slot->entry;
