@@ -49,9 +49,12 @@ sub read_file {
     return $s;
 }
 
+# Whole lines only: a large line may be read while the helper is still
+# writing it, and a reader of the NDJSON output waits for its newline.
 sub output_lines {
     my $s = read_file(output_file());
     return () unless defined $s && length $s;
+    $s =~ s/[^\n]*\z//;
     return split /\n/, $s;
 }
 
