@@ -278,6 +278,7 @@ static void ngx_graph_notify_sub_hand_over(ngx_graph_notify_subs_t *m,
 static void ngx_graph_notify_sub_take_over(ngx_graph_notify_subs_t *m);
 static void ngx_graph_notify_sub_error(ngx_graph_notify_http_t *req,
     u_char *code, u_char *message);
+static ngx_uint_t ngx_graph_notify_sub_valid_id(const char *id, size_t len);
 static void ngx_graph_notify_sub_copy(u_char *dst, size_t size,
     const char *src, size_t len);
 static int64_t ngx_graph_notify_sub_parse_time(const char *s);
@@ -1610,7 +1611,7 @@ ngx_graph_notify_sub_load(ngx_graph_notify_subs_t *m, time_t *heartbeat)
 
             len = ngx_strlen(id);
 
-            if (len < NGX_GRAPH_NOTIFY_SUB_ID) {
+            if (ngx_graph_notify_sub_valid_id(id, len)) {
                 ngx_memcpy(s[k].id, id, len);
                 s[k].id_len = len;
             }
@@ -2922,7 +2923,7 @@ ngx_graph_notify_sub_adopt(ngx_graph_notify_sub_t *s, json_t *obj)
     if (id) {
         len = ngx_strlen(id);
 
-        if (len < NGX_GRAPH_NOTIFY_SUB_ID) {
+        if (ngx_graph_notify_sub_valid_id(id, len)) {
             ngx_memcpy(s->id, id, len);
             s->id_len = len;
         }
@@ -3894,6 +3895,27 @@ ngx_graph_notify_sub_error(ngx_graph_notify_http_t *req, u_char *code,
 }
 
 
+static ngx_uint_t
+ngx_graph_notify_sub_valid_id(const char *id, size_t len)
+{
+    size_t  i;
+
+    /* an id goes into URLs, the state file and the status page */
+
+    if (len == 0 || len >= NGX_GRAPH_NOTIFY_SUB_ID) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!isalnum((u_char) id[i]) && id[i] != '-' && id[i] != '_') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static void
 ngx_graph_notify_sub_copy(u_char *dst, size_t size, const char *src,
     size_t len)
@@ -4094,7 +4116,8 @@ ngx_graph_notify_subscription_status_size(ngx_graph_notify_main_conf_t *gmcf)
         return 0;
     }
 
-    return 1024 + gmcf->subscriptions->subs.nelts * 2048;
+    /* the fixed lines, then per subscription its JSON or metric lines */
+    return 4096 + gmcf->subscriptions->subs.nelts * 2560;
 }
 
 

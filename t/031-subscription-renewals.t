@@ -143,7 +143,7 @@ main::sub_config(4, '"user/{id}/callConversations"', " rich=test-key-1 users=$EN
 . "    graph_notify_decryption_key test-key-1 $ENV{TEST_NGINX_TOP}/t/data/enc-test.crt $ENV{TEST_NGINX_TOP}/t/data/enc-test.key;\n"
 . "    graph_notify_rate 20;\n"
 --- user_files eval
-[["users.txt", join("", map { sprintf "%08x-0000-4000-8000-%012d\n", $_, $_ } 1 .. 40)]]
+[["users.txt", CORE::join("", map { sprintf "%08x-0000-4000-8000-%012d\n", $_, $_ } 1 .. 40)]]
 --- request
 GET /graph/status
 --- error_code: 200
