@@ -37,7 +37,12 @@ our @EXPORT = qw(
 
 # settings: the environment variables and defaults of Test::Nginx::Util
 our $NginxBinary       = $ENV{TEST_NGINX_BINARY} || 'nginx';
-our $ServerPort        = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
+# TEST_NGINX_RANDOMIZE, as in Test::Nginx: a port and a server root of this
+# test file's own, so that several files can run side by side (prove -j).
+our $Randomize         = $ENV{TEST_NGINX_RANDOMIZE};
+our $ServerPort        = $Randomize ? free_port()
+                         : $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT}
+                           || 1984;
 our $LogLevel          = $ENV{TEST_NGINX_LOG_LEVEL} || 'debug';
 our $MasterProcess     = ($ENV{TEST_NGINX_MASTER_PROCESS} // '') =~ /^(?:on|1)$/i
                          ? 'on' : 'off';
@@ -54,7 +59,9 @@ our ($NoRootLocation, $NoLongString) = (0, 0);
 
 my $Scale = $UseValgrind ? 4 : 1;    # valgrind slows everything down
 
-our $ServRoot   = File::Spec->rel2abs($ENV{TEST_NGINX_SERVROOT} || 't/servroot');
+our $ServRoot   = File::Spec->rel2abs($Randomize ? "t/servroot_$$"
+                                      : $ENV{TEST_NGINX_SERVROOT}
+                                        || 't/servroot');
 our $LogDir     = "$ServRoot/logs";
 our $HtmlDir    = "$ServRoot/html";
 our $ConfDir    = "$ServRoot/conf";
@@ -95,6 +102,15 @@ my ($PrevBlock, $Started, $NginxV);
 # ---- functions for the .t files ----
 
 sub getset { my $ref = shift; $$ref = shift if @_; return $$ref }
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', Listen => 1)
+        or die "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
 
 sub repeat_each            { getset(\$RepeatEach, @_) }
 sub workers                { getset(\$Workers, @_) }
@@ -152,7 +168,8 @@ sub run_tests () {
     $Started = 1;
     $NginxV = `$NginxBinary -V 2>&1`;
     bail_out("Failed to run \"$NginxBinary -V\": ", $NginxV // '') if $? != 0;
-    $ENV{TEST_NGINX_SERVER_PORT} //= $ServerPort;
+    $ENV{TEST_NGINX_SERVER_PORT} = $ServerPort
+        if $Randomize || !defined $ENV{TEST_NGINX_SERVER_PORT};
 
     my @blocks = Test::Base::blocks();
     @blocks = shuffle @blocks unless $NoShuffle;
