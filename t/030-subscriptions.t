@@ -12,7 +12,7 @@ no_shuffle();
 GraphNotify::start_sim('--subscription-page-size', 2);
 
 our $T = '11111111-2222-3333-4444-555555555555';
-our $URL = "http://127.0.0.1:$ENV{TEST_NGINX_PORT}/graph/notify";
+our $URL = "http://127.0.0.1:" . Test::Nginx::Socket::server_port() . "/graph/notify";
 
 sub sub_config {
     my ($extra) = @_;
