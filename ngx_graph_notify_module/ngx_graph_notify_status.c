@@ -15,6 +15,7 @@ typedef struct {
     ngx_uint_t                  inflight;
     size_t                      bytes;
     size_t                      zone_size;
+    size_t                      zone_free;
     ngx_uint_t                  max_items;
     ngx_uint_t                  lanes[NGX_GRAPH_NOTIFY_LANES];
     ngx_uint_t                  tenants;
@@ -159,6 +160,10 @@ ngx_graph_notify_snapshot(ngx_graph_notify_queue_t *q, ngx_shm_zone_t *zone,
 
     s->tenants = q->sh->tenants;
 
+    /* whole free pages: what the queue can still take, and (by the
+     * difference) what a queued item costs in the zone */
+    s->zone_free = q->shpool->pfree << ngx_pagesize_shift;
+
     ngx_shmtx_unlock(&q->shpool->mutex);
 
     /* from the identity platform's answer: only the safe characters */
@@ -221,14 +226,14 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
     p = ngx_slprintf(p, last,
                      "}},\"queue\":{\"items\":%ui,\"pending\":%ui,"
                      "\"inflight\":%ui,\"bytes\":%uz,\"maxItems\":%ui,"
-                     "\"zoneSize\":%uz,\"lanes\":{\"write\":%ui,"
+                     "\"zoneSize\":%uz,\"zoneFree\":%uz,\"lanes\":{\"write\":%ui,"
                      "\"record\":%ui},\"tenants\":%ui,"
                      "\"shareRefused\":%uA},"
                      "\"helper\":{\"pid\":%uA,\"starts\":%uA,"
                      "\"heartbeatAge\":%T,\"leaseReclaims\":%uA,"
                      "\"outputErrors\":%uA},",
                      s->pending + s->inflight, s->pending, s->inflight,
-                     s->bytes, s->max_items, s->zone_size,
+                     s->bytes, s->max_items, s->zone_size, s->zone_free,
                      s->lanes[NGX_GRAPH_NOTIFY_LANE_WRITE],
                      s->lanes[NGX_GRAPH_NOTIFY_LANE_RECORD],
                      s->tenants, st->share_refused,
@@ -404,6 +409,11 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
     p = ngx_graph_notify_metric(p, last, "queue_bytes", "gauge",
                                 "Bytes of queued items.");
     p = ngx_slprintf(p, last, "graph_notify_queue_bytes %uz\n", s->bytes);
+
+    p = ngx_graph_notify_metric(p, last, "zone_free_bytes", "gauge",
+                                "Free whole pages of the zone, in bytes.");
+    p = ngx_slprintf(p, last, "graph_notify_zone_free_bytes %uz\n",
+                     s->zone_free);
 
     p = ngx_graph_notify_metric(p, last, "queue_max_items", "gauge",
                                 "Item capacity of the queue.");
