@@ -577,8 +577,8 @@ ngx_uint_t ngx_graph_notify_graph_busy(void);
 void ngx_graph_notify_graph_poll(void);
 
 /* ngx_graph_notify_output.c */
-ngx_int_t ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,
-    size_t len, ngx_log_t *log);
+ngx_int_t ngx_graph_notify_output_append(ngx_open_file_t *file,
+    ngx_uint_t sync, u_char *buf, size_t len, ngx_log_t *log);
 u_char *ngx_graph_notify_timestamp(u_char *buf);
 uint64_t ngx_graph_notify_parse_timestamp(const char *s);
 

@@ -1714,7 +1714,7 @@ ngx_graph_notify_graph_flush(ngx_event_t *ev)
             *p++ = LF;
         }
 
-        rc = ngx_graph_notify_output_append(g->gmcf->output, buf, len,
+        rc = ngx_graph_notify_output_append(g->gmcf->output, 1, buf, len,
                                             g->log);
         ngx_free(buf);
     }

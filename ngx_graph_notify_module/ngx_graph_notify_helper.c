@@ -8,11 +8,15 @@
 #include "ngx_graph_notify_subscription.h"
 #include "ngx_graph_notify_journal.h"
 #include "ngx_graph_notify_jwt.h"
+#include "ngx_graph_notify_commit.h"
 
 
 /* items written per output write, and batches per turn of the loop */
 #define NGX_GRAPH_NOTIFY_BATCH    64
 #define NGX_GRAPH_NOTIFY_ROUNDS   16
+
+/* written batches awaiting their sync, at most: then the helper waits */
+#define NGX_GRAPH_NOTIFY_UNSYNCED 256
 
 
 typedef struct {
@@ -33,11 +37,23 @@ typedef struct {
 } ngx_graph_notify_helper_t;
 
 
+/* a batch written to the output, its items in flight until the sync */
+typedef struct {
+    ngx_graph_notify_commit_t      commit;
+    ngx_graph_notify_helper_t     *helper;
+    ngx_pool_t                    *pool;
+    ngx_uint_t                     n;
+    ngx_graph_notify_job_t         jobs[NGX_GRAPH_NOTIFY_BATCH];
+} ngx_graph_notify_written_t;
+
+
 static void ngx_graph_notify_helper_wake_handler(ngx_event_t *ev);
 static void ngx_graph_notify_helper_poll_handler(ngx_event_t *ev);
 static void ngx_graph_notify_helper_drain_handler(ngx_event_t *ev);
 static void ngx_graph_notify_helper_drain(ngx_graph_notify_helper_t *h);
 static ngx_int_t ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h);
+static void ngx_graph_notify_helper_synced(ngx_graph_notify_commit_t *c,
+    ngx_int_t rc);
 
 
 static ngx_graph_notify_helper_t  *ngx_graph_notify_helper;
@@ -116,6 +132,12 @@ ngx_graph_notify_helper_start(ngx_cycle_t *cycle)
     }
 
     ngx_graph_notify_helper = h;
+
+    if (ngx_graph_notify_commit_init(cycle, h->log) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, h->log, 0,
+                      "graph_notify: no thread for the output's syncs, "
+                      "they run on the event loop");
+    }
 
     if (gmcf->app.app_id.len) {
         (void) ngx_graph_notify_graph_init(cycle, gmcf);
@@ -276,6 +298,11 @@ ngx_graph_notify_helper_drain(ngx_graph_notify_helper_t *h)
             /* the poll timer retries, without a busy loop */
             return;
         }
+
+        if (rc == NGX_AGAIN) {
+            /* enough awaits its sync: the end of a sync drains again */
+            return;
+        }
     }
 
     /* more to do: yield to the event loop first */
@@ -286,17 +313,32 @@ ngx_graph_notify_helper_drain(ngx_graph_notify_helper_t *h)
 static ngx_int_t
 ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
 {
-    u_char                  *buf, *p;
-    size_t                   len;
-    ngx_int_t                rc;
-    ngx_uint_t               i, k, n, lane, taken;
-    ngx_pool_t              *pool;
-    ngx_graph_notify_job_t   jobs[NGX_GRAPH_NOTIFY_BATCH];
+    u_char                      *buf, *p;
+    size_t                       len;
+    ngx_int_t                    rc;
+    ngx_uint_t                   i, k, n, lane, taken;
+    ngx_pool_t                  *pool;
+    ngx_graph_notify_job_t      *jobs;
+    ngx_graph_notify_written_t  *w;
+
+    if (ngx_graph_notify_commit_waiting() >= NGX_GRAPH_NOTIFY_UNSYNCED) {
+        return NGX_AGAIN;
+    }
 
     pool = ngx_create_pool(16384, h->log);
     if (pool == NULL) {
         return NGX_ERROR;
     }
+
+    w = ngx_palloc(pool, sizeof(ngx_graph_notify_written_t));
+    if (w == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    w->helper = h;
+    w->pool = pool;
+    jobs = w->jobs;
 
     n = 0;
 
@@ -384,7 +426,8 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
         *p++ = LF;
     }
 
-    rc = ngx_graph_notify_output_append(h->gmcf->output, buf, len, h->log);
+    rc = ngx_graph_notify_output_append(h->gmcf->output, 0, buf, len,
+                                        h->log);
 
     if (rc != NGX_OK) {
         ngx_graph_notify_stat_inc(h->queue, output_errors);
@@ -392,25 +435,16 @@ ngx_graph_notify_helper_batch(ngx_graph_notify_helper_t *h)
         goto failed;
     }
 
-    if (h->output_failing) {
-        h->output_failing = 0;
-        ngx_log_error(NGX_LOG_NOTICE, h->log, 0,
-                      "graph_notify: writing to \"%V\" works again",
-                      &h->gmcf->output->name);
-    }
+    /*
+     * The items stay in the queue (and in the journal) until a sync that
+     * began after this write has completed: group commit on a thread.
+     */
 
-    for (i = 0; i < n; i++) {
-        ngx_graph_notify_queue_done(h->queue, &jobs[i]);
-    }
+    w->n = n;
+    w->commit.handler = ngx_graph_notify_helper_synced;
+    w->commit.data = w;
 
-    ngx_graph_notify_journal_flush();
-
-    ngx_graph_notify_stat_add(h->queue, items_written, n);
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, h->log, 0,
-                   "graph_notify: wrote %ui item(s)", n);
-
-    ngx_destroy_pool(pool);
+    ngx_graph_notify_commit(h->gmcf->output, &w->commit);
 
     return NGX_OK;
 
@@ -425,4 +459,54 @@ failed:
     ngx_destroy_pool(pool);
 
     return NGX_ERROR;
+}
+
+
+static void
+ngx_graph_notify_helper_synced(ngx_graph_notify_commit_t *c, ngx_int_t rc)
+{
+    ngx_uint_t                   i, n;
+    ngx_graph_notify_helper_t   *h;
+    ngx_graph_notify_written_t  *w;
+
+    w = c->data;
+    h = w->helper;
+    n = w->n;
+
+    if (rc != NGX_OK) {
+        /* taken again and written again: twice rather than never */
+
+        ngx_graph_notify_stat_inc(h->queue, output_errors);
+        h->output_failing = 1;
+
+        while (n) {
+            ngx_graph_notify_queue_release(h->queue, &w->jobs[--n]);
+        }
+
+        ngx_destroy_pool(w->pool);
+        return;
+    }
+
+    if (h->output_failing) {
+        h->output_failing = 0;
+        ngx_log_error(NGX_LOG_NOTICE, h->log, 0,
+                      "graph_notify: writing to \"%V\" works again",
+                      &h->gmcf->output->name);
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_graph_notify_queue_done(h->queue, &w->jobs[i]);
+    }
+
+    ngx_graph_notify_journal_flush();
+
+    ngx_graph_notify_stat_add(h->queue, items_written, n);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, h->log, 0,
+                   "graph_notify: wrote %ui item(s)", n);
+
+    ngx_destroy_pool(w->pool);
+
+    /* room for more batches awaiting a sync */
+    ngx_graph_notify_helper_kick();
 }

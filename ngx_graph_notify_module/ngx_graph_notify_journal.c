@@ -1784,18 +1784,11 @@ ngx_graph_notify_journal_flush(void)
     }
 
     /*
-     * With graph_notify_sync, the output reaches the disk before anything
-     * says it was written: after a power cut an item is written twice
-     * rather than never.
+     * The output reaches the disk before anything says it was written:
+     * items are done only after the sync of their lines (the helper's
+     * group commit, or the Graph client's write), so after a power cut an
+     * item is written twice rather than never.
      */
-
-    if (j->gmcf->sync && j->gmcf->output->fd != NGX_INVALID_FILE
-        && fdatasync(j->gmcf->output->fd) == -1)
-    {
-        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
-                      "graph_notify: fdatasync(\"%V\") failed",
-                      &j->gmcf->output->name);
-    }
 
     len = j->ndone * sizeof(ngx_graph_notify_jdone_t);
     n = write(j->done_fd, j->done, len);

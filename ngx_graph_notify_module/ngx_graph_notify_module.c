@@ -7,6 +7,7 @@
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_subscription.h"
 #include "ngx_graph_notify_jwt.h"
+#include "ngx_graph_notify_commit.h"
 
 #if (NGX_LINUX)
 #include <sys/eventfd.h>
@@ -73,6 +74,7 @@ static void ngx_graph_notify_output_reopen(ngx_open_file_t *file,
     ngx_log_t *log);
 static char *ngx_graph_notify_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static void ngx_graph_notify_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_graph_notify_init_process(ngx_cycle_t *cycle);
 
 
@@ -343,7 +345,7 @@ ngx_module_t  ngx_http_graph_notify_module = {
     ngx_graph_notify_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_graph_notify_exit_process,         /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -1009,7 +1011,9 @@ ngx_graph_notify_output_reopen(ngx_open_file_t *file, ngx_log_t *log)
 {
     ngx_graph_notify_main_conf_t *gmcf = file->data;
 
-    /* nothing is buffered: this runs only to create the file first */
+    /* nothing is buffered; lines of the old file still to sync are kept */
+
+    ngx_graph_notify_commit_reopen(file, log);
 
     (void) ngx_graph_notify_output_create(file, gmcf->output_mode, log);
 }
@@ -1533,4 +1537,13 @@ ngx_graph_notify_init_process(ngx_cycle_t *cycle)
     (void) ngx_graph_notify_helper_start(cycle);
 
     return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_exit_process(ngx_cycle_t *cycle)
+{
+    /* a single process: the output's last lines synced, items done */
+
+    ngx_graph_notify_commit_exit();
 }

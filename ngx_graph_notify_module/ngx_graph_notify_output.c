@@ -10,13 +10,14 @@
 /*
  * Appends whole lines to the NDJSON output.  The file is an NGINX open
  * file (O_APPEND, reopened on "nginx -s reopen"); a short write is cut
- * back so that a reader never sees half a line, and the data is synced
- * before the caller frees the queue items it came from.
+ * back so that a reader never sees half a line.  The data must be synced
+ * before the caller frees the queue items it came from: here with "sync",
+ * else by the caller (the helper's group commit, ngx_graph_notify_commit.c).
  */
 
 ngx_int_t
-ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,
-    size_t len, ngx_log_t *log)
+ngx_graph_notify_output_append(ngx_open_file_t *file, ngx_uint_t sync,
+    u_char *buf, size_t len, ngx_log_t *log)
 {
     off_t      end;
     ssize_t    n;
@@ -35,6 +36,11 @@ ngx_graph_notify_output_append(ngx_open_file_t *file, u_char *buf,
     n = write(file->fd, buf, len);
 
     if (n == (ssize_t) len) {
+
+        if (!sync) {
+            logged = 0;
+            return NGX_OK;
+        }
 
 #if (NGX_LINUX)
         if (fdatasync(file->fd) == 0) {
