@@ -288,6 +288,9 @@ typedef struct {
     uint32_t                    tenant_len;
     uint8_t                     record_len;
     uint8_t                     kind;
+    uint32_t                    head_len;      /* of data[] */
+    uint32_t                    more_len[2];
+    u_char                     *more[2];       /* the rest, see queue.c */
     u_char                      data[1];
 } ngx_graph_notify_item_t;
 

@@ -16,7 +16,8 @@
 
 #define NGX_GRAPH_NOTIFY_ZONE_NAME    "graph_notify"
 #define NGX_GRAPH_NOTIFY_ZONE_SIZE    (16 * 1024 * 1024)
-#define NGX_GRAPH_NOTIFY_MAX_ITEMS    100000
+/* the zone's cost of a basic notification (a 700-byte item, in pieces) */
+#define NGX_GRAPH_NOTIFY_ITEM_COST    768
 #define NGX_GRAPH_NOTIFY_MAX_BATCH    1000
 #define NGX_GRAPH_NOTIFY_ITEM_SIZE    (512 * 1024)
 #define NGX_GRAPH_NOTIFY_OUTPUT_MODE  0640
@@ -436,7 +437,9 @@ ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (gmcf->max_items == NGX_CONF_UNSET_UINT) {
-        gmcf->max_items = NGX_GRAPH_NOTIFY_MAX_ITEMS;
+        /* as many as the zone holds: the two limits agree */
+        gmcf->max_items = gmcf->shm_zone->shm.size
+                          / NGX_GRAPH_NOTIFY_ITEM_COST;
     }
 
     q = gmcf->shm_zone->data;

@@ -30,6 +30,12 @@ static ngx_uint_t ngx_graph_notify_queue_over_share(
     ngx_graph_notify_queue_t *q, ngx_graph_notify_entry_t *entries,
     ngx_uint_t n);
 static size_t ngx_graph_notify_queue_cost(size_t size);
+static ngx_uint_t ngx_graph_notify_queue_split(size_t size, size_t *piece);
+static size_t ngx_graph_notify_slab_cost(size_t size);
+static void ngx_graph_notify_item_write(ngx_graph_notify_item_t *item,
+    size_t off, u_char *src, size_t len);
+static void ngx_graph_notify_item_read(ngx_graph_notify_item_t *item,
+    u_char *dst, size_t len);
 
 
 ngx_int_t
@@ -146,16 +152,43 @@ static ngx_graph_notify_item_t *
 ngx_graph_notify_queue_alloc(ngx_graph_notify_queue_t *q,
     ngx_graph_notify_entry_t *entry, ngx_graph_notify_tokens_t *tokens)
 {
-    u_char                   *p;
-    size_t                    size;
+    size_t                    size, off, piece[3];
+    ngx_uint_t                i, n;
     ngx_graph_notify_item_t  *item;
 
     size = offsetof(ngx_graph_notify_item_t, data)
            + entry->line.len + entry->tenant.len + entry->record.len;
 
-    item = ngx_slab_alloc_locked(q->shpool, size);
+    n = ngx_graph_notify_queue_split(size, piece);
+
+    item = ngx_slab_alloc_locked(q->shpool, piece[0]);
     if (item == NULL) {
         return NULL;
+    }
+
+    item->head_len = (uint32_t) (piece[0]
+                                 - offsetof(ngx_graph_notify_item_t, data));
+
+    for (i = 0; i < 2; i++) {
+        item->more[i] = NULL;
+        item->more_len[i] = 0;
+
+        if (i + 1 >= n) {
+            continue;
+        }
+
+        item->more[i] = ngx_slab_alloc_locked(q->shpool, piece[i + 1]);
+
+        if (item->more[i] == NULL) {
+            while (i--) {
+                ngx_slab_free_locked(q->shpool, item->more[i]);
+            }
+
+            ngx_slab_free_locked(q->shpool, item);
+            return NULL;
+        }
+
+        item->more_len[i] = (uint32_t) piece[i + 1];
     }
 
     item->seq = ++q->sh->seq;
@@ -173,9 +206,14 @@ ngx_graph_notify_queue_alloc(ngx_graph_notify_queue_t *q,
 
     ngx_memzero(&item->journal, sizeof(ngx_graph_notify_jref_t));
 
-    p = ngx_cpymem(item->data, entry->line.data, entry->line.len);
-    p = ngx_cpymem(p, entry->tenant.data, entry->tenant.len);
-    ngx_memcpy(p, entry->record.data, entry->record.len);
+    off = 0;
+    ngx_graph_notify_item_write(item, off, entry->line.data, entry->line.len);
+    off += entry->line.len;
+    ngx_graph_notify_item_write(item, off, entry->tenant.data,
+                                entry->tenant.len);
+    off += entry->tenant.len;
+    ngx_graph_notify_item_write(item, off, entry->record.data,
+                                entry->record.len);
 
     if (tokens) {
         tokens->refs++;
@@ -211,7 +249,132 @@ ngx_graph_notify_queue_free(ngx_graph_notify_queue_t *q,
     }
 
     item->seq = 0;
+
+    if (item->more[1]) {
+        ngx_slab_free_locked(q->shpool, item->more[1]);
+    }
+
+    if (item->more[0]) {
+        ngx_slab_free_locked(q->shpool, item->more[0]);
+    }
+
     ngx_slab_free_locked(q->shpool, item);
+}
+
+
+/*
+ * The slab allocator rounds a chunk up to a power of two (whole pages above
+ * half a page): a 600-byte item would take 1,024 bytes.  An item larger
+ * than 512 bytes is stored in up to three pieces instead, each as large as
+ * the allocator gives without rounding, the last one rounded up; the
+ * header is in the first.  Per item the zone then holds at most about 1.14
+ * times its size, the pieces' pointers included.
+ */
+
+static ngx_uint_t
+ngx_graph_notify_queue_split(size_t size, size_t *piece)
+{
+    size_t      left, p;
+    ngx_uint_t  n;
+
+    if (size <= 512
+        || ngx_graph_notify_slab_cost(size) * 8 <= size * 9)
+    {
+        piece[0] = size;
+        return 1;
+    }
+
+    left = size;
+
+    for (n = 0; n < 2 && left; n++) {
+
+        if (left >= ngx_pagesize) {
+            p = left & ~((size_t) ngx_pagesize - 1);
+
+        } else {
+            for (p = 8; p * 2 <= left; p <<= 1) { /* void */ }
+        }
+
+        piece[n] = p;
+        left -= p;
+    }
+
+    if (left) {
+        piece[n++] = left;
+    }
+
+    return n;
+}
+
+
+static size_t
+ngx_graph_notify_slab_cost(size_t size)
+{
+    size_t  cost;
+
+    /* what the slab allocator takes for one allocation */
+
+    if (size > ngx_pagesize / 2) {
+        return ngx_align(size, ngx_pagesize);
+    }
+
+    for (cost = 8; cost < size; cost <<= 1) { /* void */ }
+
+    return cost;
+}
+
+
+static void
+ngx_graph_notify_item_write(ngx_graph_notify_item_t *item, size_t off,
+    u_char *src, size_t len)
+{
+    size_t      n;
+    u_char     *seg[3];
+    size_t      seglen[3];
+    ngx_uint_t  i;
+
+    seg[0] = item->data;
+    seglen[0] = item->head_len;
+    seg[1] = item->more[0];
+    seglen[1] = item->more_len[0];
+    seg[2] = item->more[1];
+    seglen[2] = item->more_len[1];
+
+    for (i = 0; i < 3 && len; i++) {
+        if (off >= seglen[i]) {
+            off -= seglen[i];
+            continue;
+        }
+
+        n = ngx_min(len, seglen[i] - off);
+        ngx_memcpy(seg[i] + off, src, n);
+        src += n;
+        len -= n;
+        off = 0;
+    }
+}
+
+
+static void
+ngx_graph_notify_item_read(ngx_graph_notify_item_t *item, u_char *dst,
+    size_t len)
+{
+    size_t  n;
+
+    n = ngx_min(len, item->head_len);
+    dst = ngx_cpymem(dst, item->data, n);
+    len -= n;
+
+    n = ngx_min(len, item->more_len[0]);
+    if (n) {
+        dst = ngx_cpymem(dst, item->more[0], n);
+        len -= n;
+    }
+
+    n = ngx_min(len, item->more_len[1]);
+    if (n) {
+        ngx_memcpy(dst, item->more[1], n);
+    }
 }
 
 
@@ -341,13 +504,17 @@ ngx_graph_notify_queue_cost(size_t size)
 {
     size_t  cost;
 
-    /* what the slab allocator takes for it */
+    size_t      piece[3];
+    ngx_uint_t  i, n;
 
-    if (size > ngx_pagesize / 2) {
-        return ngx_align(size, ngx_pagesize);
+    /* what the slab allocator takes for it, in its pieces */
+
+    n = ngx_graph_notify_queue_split(size, piece);
+    cost = 0;
+
+    for (i = 0; i < n; i++) {
+        cost += ngx_graph_notify_slab_cost(piece[i]);
     }
-
-    for (cost = 8; cost < size; cost <<= 1) { /* void */ }
 
     return cost;
 }
@@ -632,7 +799,7 @@ ngx_graph_notify_queue_take(ngx_graph_notify_queue_t *q, ngx_uint_t lane,
         return NGX_ERROR;
     }
 
-    ngx_memcpy(p, item->data, len);
+    ngx_graph_notify_item_read(item, p, len);
     p[len] = '\0';
 
     ngx_queue_remove(qe);
@@ -801,7 +968,7 @@ ngx_graph_notify_queue_read(ngx_graph_notify_queue_t *q,
         return NGX_ERROR;
     }
 
-    ngx_memcpy(p, item->data, len);
+    ngx_graph_notify_item_read(item, p, len);
     p[len] = '\0';
 
     job->line.data = p;

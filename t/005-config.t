@@ -278,7 +278,8 @@ qr/\[warn\] .*no graph_notify_client_state for this location: anyone who knows t
 --- post_check
 my $st = status();
 is($st->{queue}{zoneSize}, 16 * 1024 * 1024, "16m zone by default");
-is($st->{queue}{maxItems}, 100000, "100 000 items by default");
+is($st->{queue}{maxItems}, int(16 * 1024 * 1024 / 768),
+   "as many items by default as the zone holds (768 bytes each)");
 is(scalar(wait_lines(1)), 1, "the item is written");
 
 

@@ -73,7 +73,7 @@ my ($n, $res) = main::flood($main::A, 50, 60, "alone");
 ok($res, "A refused after $n items");
 cmp_ok(status()->{queueFull}, '>=', 1, "because the zone is full");
 is(status()->{queue}{shareRefused}, 0, "not for its share");
-is(main::post_one($main::B, 10, "b"), 503, "B refused too: no room");
+is(main::post_one($main::B, 50, "b"), 503, "B refused too (as many items as A's last batch): no room");
 cmp_ok(status()->{queue}{shareRefused}, '==', 0, "for lack of room");
 is(main::post_one($main::A, 1, "alone-more"), 503, "A refused while B waits");
 cmp_ok(status()->{queue}{shareRefused}, '>=', 1, "now for its share");
