@@ -5,6 +5,7 @@
 
 
 #include "ngx_graph_notify.h"
+#include "ngx_graph_notify_commit.h"
 
 
 /*
@@ -62,6 +63,13 @@ typedef enum {
     NGX_GRAPH_NOTIFY_DELAYED,
     NGX_GRAPH_NOTIFY_WRITING
 } ngx_graph_notify_state_e;
+
+
+/* records written to the output, waiting for the sync of their lines */
+typedef struct {
+    ngx_graph_notify_commit_t       commit;
+    ngx_queue_t                     batch;
+} ngx_graph_notify_gwritten_t;
 
 
 typedef struct {
@@ -209,6 +217,8 @@ static ngx_int_t ngx_graph_notify_graph_page(ngx_graph_notify_record_t *rec,
 static void ngx_graph_notify_graph_complete(ngx_graph_notify_record_t *rec);
 static ngx_int_t ngx_graph_notify_graph_line(ngx_graph_notify_record_t *rec);
 static void ngx_graph_notify_graph_flush(ngx_event_t *ev);
+static void ngx_graph_notify_graph_synced(ngx_graph_notify_commit_t *c,
+    ngx_int_t rc);
 static void ngx_graph_notify_graph_finish(ngx_graph_notify_record_t *rec,
     ngx_uint_t done);
 static void ngx_graph_notify_graph_retry(ngx_graph_notify_record_t *rec,
@@ -1672,16 +1682,23 @@ ngx_graph_notify_graph_line(ngx_graph_notify_record_t *rec)
 static void
 ngx_graph_notify_graph_flush(ngx_event_t *ev)
 {
-    u_char                     *buf, *p;
-    size_t                      len;
-    ngx_int_t                   rc;
-    ngx_queue_t                *q, batch;
-    ngx_graph_notify_graph_t   *g;
-    ngx_graph_notify_record_t  *rec;
+    u_char                       *buf, *p;
+    size_t                        len;
+    ngx_int_t                     rc;
+    ngx_queue_t                  *q, batch;
+    ngx_graph_notify_graph_t     *g;
+    ngx_graph_notify_record_t    *rec;
+    ngx_graph_notify_gwritten_t  *w;
 
     g = ngx_graph_notify_graph;
 
     if (ngx_queue_empty(&g->writing)) {
+        return;
+    }
+
+    w = ngx_alloc(sizeof(ngx_graph_notify_gwritten_t), g->log);
+    if (w == NULL) {
+        ngx_add_timer(&g->flush, 1000);
         return;
     }
 
@@ -1714,7 +1731,7 @@ ngx_graph_notify_graph_flush(ngx_event_t *ev)
             *p++ = LF;
         }
 
-        rc = ngx_graph_notify_output_append(g->gmcf->output, 1, buf, len,
+        rc = ngx_graph_notify_output_append(g->gmcf->output, 0, buf, len,
                                             g->log);
         ngx_free(buf);
     }
@@ -1731,6 +1748,56 @@ ngx_graph_notify_graph_flush(ngx_event_t *ev)
         ngx_queue_add(&g->writing, &batch);
 
         ngx_add_timer(&g->flush, 1000);
+        ngx_free(w);
+        return;
+    }
+
+    /*
+     * The records stay as they are (their items in flight) until a sync
+     * begun after this write has completed: the helper's group commit.
+     */
+
+    ngx_queue_init(&w->batch);
+    ngx_queue_add(&w->batch, &batch);
+
+    w->commit.handler = ngx_graph_notify_graph_synced;
+    w->commit.data = w;
+
+    ngx_graph_notify_commit(g->gmcf->output, &w->commit);
+}
+
+
+static void
+ngx_graph_notify_graph_synced(ngx_graph_notify_commit_t *c, ngx_int_t rc)
+{
+    ngx_queue_t                  *q, batch;
+    ngx_graph_notify_graph_t     *g;
+    ngx_graph_notify_record_t    *rec;
+    ngx_graph_notify_gwritten_t  *w;
+
+    w = c->data;
+    g = ngx_graph_notify_graph;
+
+    ngx_queue_init(&batch);
+    ngx_queue_add(&batch, &w->batch);
+    ngx_free(w);
+
+    if (g == NULL || ngx_queue_empty(&batch)) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        /* written again in a second: twice rather than never */
+
+        ngx_graph_notify_stat_inc(g->queue, output_errors);
+        ngx_queue_add(&batch, &g->writing);
+        ngx_queue_init(&g->writing);
+        ngx_queue_add(&g->writing, &batch);
+
+        if (!g->flush.timer_set) {
+            ngx_add_timer(&g->flush, 1000);
+        }
+
         return;
     }
 
