@@ -143,6 +143,9 @@ def main():
     ap.add_argument("--rate", type=int, default=75)
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--timeout", type=int, default=300)
+    ap.add_argument("--probe-rate", type=float, default=0,
+                    help="instead: POST to output line of call records at "
+                         "this rate, one tenant (scripts/bench.d/latency.py)")
     ap.add_argument("--graph", choices=("sim", "stub"), default="sim",
                     help="the simulator, or a static stand-in (no latency)")
     ap.add_argument("--nginx", default=os.environ.get("NGINX_BIN", "/usr/sbin/nginx"))
@@ -227,6 +230,23 @@ http {{
         while time.time() < end and not helper:
             helper = status(port)["helper"]["pid"]
             time.sleep(0.1)
+
+        if a.probe_rate:
+            marker = "ffff00000000"
+            with open(f"{work}/probe.json", "w") as f:
+                json.dump({"value": [item("a3e1d8c4-0000-4000-8000-" + marker,
+                                          str(uuid.uuid4()), "bench-sub")]}, f)
+            r = subprocess.run(
+                ["/usr/bin/python3", f"{TOP}/scripts/bench.d/latency.py",
+                 "--port", str(port), "--output",
+                 f"{work}/logs/graph_notify.ndjson", "--body",
+                 f"{work}/probe.json", "--marker", marker, "--rate",
+                 str(a.probe_rate), "--seconds", "10", "--connections", "1"],
+                stdout=subprocess.PIPE, text=True)
+            print(r.stdout.strip())
+            if r.returncode:
+                raise SystemExit(1)
+            return
 
         tenants = [str(uuid.uuid4()) for _ in range(a.tenants)]
         cpu0 = proc_cpu(helper)
