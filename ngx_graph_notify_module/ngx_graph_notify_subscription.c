@@ -209,7 +209,6 @@ typedef struct {
 
 static ngx_graph_notify_subs_conf_t *ngx_graph_notify_subs_conf(
     ngx_conf_t *cf, ngx_graph_notify_main_conf_t *gmcf);
-static ngx_int_t ngx_graph_notify_sub_guid(ngx_str_t *s);
 static char *ngx_graph_notify_sub_read_file(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *out, size_t max);
 static char *ngx_graph_notify_sub_add(ngx_conf_t *cf,
@@ -627,7 +626,7 @@ ngx_graph_notify_subscription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 continue;
             }
 
-            if (ngx_graph_notify_sub_guid(&id) != NGX_OK) {
+            if (ngx_graph_notify_is_guid(&id) != NGX_OK) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "line %ui of \"%V\" is not a user id "
                                    "(a GUID)", line, &users);
@@ -667,7 +666,7 @@ ngx_graph_notify_subscription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             v.len = t - tstart;
             t++;
 
-            if (ngx_graph_notify_sub_guid(&v) != NGX_OK) {
+            if (ngx_graph_notify_is_guid(&v) != NGX_OK) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid tenant id \"%V\", expected a "
                                    "GUID", &v);
@@ -828,30 +827,6 @@ invalid:
                        "invalid parameter \"%V\", expected longest_call=TIME,"
                        " latency=TIME or outage=TIME", &value[i]);
     return NGX_CONF_ERROR;
-}
-
-
-static ngx_int_t
-ngx_graph_notify_sub_guid(ngx_str_t *s)
-{
-    ngx_uint_t  k;
-
-    if (s->len != 36) {
-        return NGX_DECLINED;
-    }
-
-    for (k = 0; k < 36; k++) {
-        if (k == 8 || k == 13 || k == 18 || k == 23) {
-            if (s->data[k] != '-') {
-                return NGX_DECLINED;
-            }
-
-        } else if (!isxdigit(s->data[k])) {
-            return NGX_DECLINED;
-        }
-    }
-
-    return NGX_OK;
 }
 
 
