@@ -7,6 +7,9 @@
 #include "ngx_graph_notify_bounds.h"
 
 
+static u_char *ngx_graph_notify_string_end(u_char *p, u_char *end);
+
+
 /*
  * jansson has no limit on the number of values it builds, and each costs
  * far more than its text: an empty object "{}" takes 3 bytes of a body and
@@ -34,33 +37,17 @@ ngx_graph_notify_scan_body(u_char *p, size_t len,
     ngx_graph_notify_bounds_t *bounds)
 {
     u_char      *end, *item;
-    ngx_uint_t   depth, items, tokens, in_string, escaped, scalar, array;
+    ngx_uint_t   depth, items, tokens, scalar, array;
 
     end = p + len;
     item = NULL;
     depth = 0;
     items = 0;
     tokens = 0;
-    in_string = 0;
-    escaped = 0;
     scalar = 0;
     array = 0;
 
     for ( /* void */ ; p < end; p++) {
-
-        if (in_string) {
-            if (escaped) {
-                escaped = 0;
-
-            } else if (*p == '\\') {
-                escaped = 1;
-
-            } else if (*p == '"') {
-                in_string = 0;
-            }
-
-            continue;
-        }
 
         switch (*p) {
 
@@ -92,7 +79,6 @@ ngx_graph_notify_scan_body(u_char *p, size_t len,
             continue;
 
         case '"':
-            in_string = 1;
             scalar = 0;
             break;
 
@@ -127,6 +113,16 @@ ngx_graph_notify_scan_body(u_char *p, size_t len,
             }
         }
 
+        if (*p == '"') {
+            p = ngx_graph_notify_string_end(p + 1, end);
+
+            if (p == end) {
+                break;
+            }
+
+            continue;
+        }
+
         if (*p == '{' || *p == '[') {
             if (++depth == 2) {
                 array = (*p == '[');
@@ -149,33 +145,22 @@ ngx_int_t
 ngx_graph_notify_depth_ok(u_char *p, size_t len, ngx_uint_t max)
 {
     u_char      *end;
-    ngx_uint_t   depth, in_string, escaped;
+    ngx_uint_t   depth;
 
     end = p + len;
     depth = 0;
-    in_string = 0;
-    escaped = 0;
 
     for ( /* void */ ; p < end; p++) {
-
-        if (in_string) {
-            if (escaped) {
-                escaped = 0;
-
-            } else if (*p == '\\') {
-                escaped = 1;
-
-            } else if (*p == '"') {
-                in_string = 0;
-            }
-
-            continue;
-        }
 
         switch (*p) {
 
         case '"':
-            in_string = 1;
+            p = ngx_graph_notify_string_end(p + 1, end);
+
+            if (p == end) {
+                return NGX_OK;
+            }
+
             break;
 
         case '{':
@@ -200,4 +185,28 @@ ngx_graph_notify_depth_ok(u_char *p, size_t len, ngx_uint_t max)
     }
 
     return NGX_OK;
+}
+
+
+/* the closing quote of a string whose text starts at p, or end */
+
+static u_char *
+ngx_graph_notify_string_end(u_char *p, u_char *end)
+{
+    while (p < end) {
+
+        if (*p == '\\') {
+            /* the escaped byte is never the closing quote */
+            p += (end - p > 1) ? 2 : 1;
+            continue;
+        }
+
+        if (*p == '"') {
+            return p;
+        }
+
+        p++;
+    }
+
+    return end;
 }

@@ -161,8 +161,13 @@ $big->{resourceData}{pad} = 'p' x 2100;
 is(GraphNotify::http_post("/graph/notify", GraphNotify::basic_body($big))->{status}, 413, "an item over 2k");
 $big->{resourceData}{pad} = 'p' x 1500;
 is(GraphNotify::http_post("/graph/notify", GraphNotify::basic_body($big))->{status}, 202, "an item under 2k");
-my @l = wait_lines(4);
-is(join(",", map { $_->{resourceData}{id} } @l), "r1,r2,r3,big", "the accepted batches written");
+my @quoted = map { my $i = GraphNotify::basic_item(record => "q$_");
+                   $i->{resourceData}{note} = qq|\\"]]]],[{"x":1},{\\|; $i } 1 .. 3;
+is(GraphNotify::http_post("/graph/notify", GraphNotify::basic_body(@quoted))->{status}, 202,
+   "brackets, quotes and backslashes inside strings are not items");
+my @l = wait_lines(7);
+is(join(",", map { $_->{resourceData}{id} } @l), "r1,r2,r3,big,q1,q2,q3", "the accepted batches written");
+is($l[4]{resourceData}{note}, qq|\\"]]]],[{"x":1},{\\|, "written as sent");
 
 
 
