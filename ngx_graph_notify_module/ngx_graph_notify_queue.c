@@ -34,6 +34,8 @@ static ngx_uint_t ngx_graph_notify_queue_split(size_t size, size_t *piece);
 static size_t ngx_graph_notify_slab_cost(size_t size);
 static void ngx_graph_notify_item_write(ngx_graph_notify_item_t *item,
     size_t off, u_char *src, size_t len);
+static void ngx_graph_notify_queue_job_strings(ngx_graph_notify_job_t *job,
+    ngx_graph_notify_item_t *item, u_char *p);
 static void ngx_graph_notify_item_read(ngx_graph_notify_item_t *item,
     u_char *dst, size_t len);
 
@@ -770,6 +772,21 @@ ngx_graph_notify_queue_requeue(ngx_graph_notify_queue_t *q,
 }
 
 
+/* the job's line, tenant and record id, from a private copy of the item */
+
+static void
+ngx_graph_notify_queue_job_strings(ngx_graph_notify_job_t *job,
+    ngx_graph_notify_item_t *item, u_char *p)
+{
+    job->line.data = p;
+    job->line.len = item->line_len;
+    job->tenant.data = p + item->line_len;
+    job->tenant.len = item->tenant_len;
+    job->record.data = job->tenant.data + item->tenant_len;
+    job->record.len = item->record_len;
+}
+
+
 ngx_int_t
 ngx_graph_notify_queue_take(ngx_graph_notify_queue_t *q, ngx_uint_t lane,
     time_t lease, ngx_pool_t *pool, ngx_graph_notify_job_t *job)
@@ -816,12 +833,7 @@ ngx_graph_notify_queue_take(ngx_graph_notify_queue_t *q, ngx_uint_t lane,
     job->lane = lane;
     job->received = item->received;
     job->journal = item->journal;
-    job->line.data = p;
-    job->line.len = item->line_len;
-    job->tenant.data = p + item->line_len;
-    job->tenant.len = item->tenant_len;
-    job->record.data = job->tenant.data + item->tenant_len;
-    job->record.len = item->record_len;
+    ngx_graph_notify_queue_job_strings(job, item, p);
 
     ngx_shmtx_unlock(&q->shpool->mutex);
 
@@ -971,12 +983,7 @@ ngx_graph_notify_queue_read(ngx_graph_notify_queue_t *q,
     ngx_graph_notify_item_read(item, p, len);
     p[len] = '\0';
 
-    job->line.data = p;
-    job->line.len = item->line_len;
-    job->tenant.data = p + item->line_len;
-    job->tenant.len = item->tenant_len;
-    job->record.data = job->tenant.data + item->tenant_len;
-    job->record.len = item->record_len;
+    ngx_graph_notify_queue_job_strings(job, item, p);
 
     ngx_shmtx_unlock(&q->shpool->mutex);
 
