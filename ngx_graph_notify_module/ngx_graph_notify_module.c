@@ -8,6 +8,7 @@
 #include "ngx_graph_notify_subscription.h"
 #include "ngx_graph_notify_jwt.h"
 #include "ngx_graph_notify_commit.h"
+#include "ngx_graph_notify_conf_file.h"
 
 #if (NGX_LINUX)
 #include <sys/eventfd.h>
@@ -53,8 +54,6 @@ static ngx_int_t ngx_graph_notify_init_wake(ngx_conf_t *cf,
     ngx_graph_notify_main_conf_t *gmcf);
 static void ngx_graph_notify_close_wake(void *data);
 static char *ngx_graph_notify_mark_used(ngx_conf_t *cf);
-static char *ngx_graph_notify_conf_secret(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_str_t *secret, size_t max, char *what);
 static char *ngx_graph_notify_app_id(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_graph_notify_client_secret(ngx_conf_t *cf,
@@ -1082,101 +1081,6 @@ ngx_graph_notify_client_state(ngx_conf_t *cf, ngx_command_t *cmd,
     return ngx_graph_notify_conf_secret(cf, &value[1], cs,
                                         NGX_GRAPH_NOTIFY_CLIENT_STATE_MAX,
                                         "client state");
-}
-
-
-/*
- * A secret given as is, or as "file:PATH" (one line; a trailing newline is
- * not part of it).  The value is never echoed in a message.
- */
-
-static char *
-ngx_graph_notify_conf_secret(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_str_t *secret, size_t max, char *what)
-{
-    u_char      *p, *buf;
-    ssize_t      n;
-    ngx_str_t    name;
-    ngx_file_t   file;
-
-    if (ngx_strncmp(value->data, "file:", 5) != 0) {
-        *secret = *value;
-        goto check;
-    }
-
-    name.data = value->data + 5;
-    name.len = value->len - 5;
-
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    buf = ngx_pnalloc(cf->temp_pool, max + 2);
-    if (buf == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = name;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_file(&file, buf, max + 2, 0);
-
-    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
-                           ngx_close_file_n " \"%V\" failed", &name);
-    }
-
-    if (n == NGX_ERROR) {
-        return NGX_CONF_ERROR;
-    }
-
-    p = buf + n;
-
-    while (p > buf && (p[-1] == LF || p[-1] == CR)) {
-        p--;
-    }
-
-    if (ngx_strlchr(buf, p, LF) != NULL || ngx_strlchr(buf, p, CR) != NULL) {
-        ngx_explicit_memzero(buf, max + 2);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "%s file \"%V\" must hold one line", what, &name);
-        return NGX_CONF_ERROR;
-    }
-
-    secret->len = p - buf;
-    secret->data = ngx_pnalloc(cf->pool, secret->len + 1);
-    if (secret->data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memcpy(secret->data, buf, secret->len);
-    secret->data[secret->len] = '\0';
-
-    ngx_explicit_memzero(buf, max + 2);
-
-check:
-
-    if (secret->len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty %s", what);
-        return NGX_CONF_ERROR;
-    }
-
-    if (secret->len > max) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "%s is longer than %uz characters", what, max);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
 }
 
 

@@ -6,6 +6,7 @@
 
 #include "ngx_graph_notify_subscription.h"
 #include "ngx_graph_notify_jwt.h"
+#include "ngx_graph_notify_conf_file.h"
 
 #include <sys/file.h>
 
@@ -33,7 +34,7 @@
 #define NGX_GRAPH_NOTIFY_SUB_BACKOFF_MIN 1000
 #define NGX_GRAPH_NOTIFY_SUB_BACKOFF_MAX (10 * 60 * 1000)
 #define NGX_GRAPH_NOTIFY_SUB_LOCK_RETRY  1000
-#define NGX_GRAPH_NOTIFY_SUB_STATE_MAX   (16 * 1024 * 1024)
+#define NGX_GRAPH_NOTIFY_SUB_USERS_MAX   (16 * 1024 * 1024)
 #define NGX_GRAPH_NOTIFY_SUB_PAGES_MAX   10000
 
 /* Graph's limits per resource, minutes */
@@ -45,6 +46,9 @@
 #define NGX_GRAPH_NOTIFY_SUB_ID          64
 #define NGX_GRAPH_NOTIFY_SUB_CODE        64
 #define NGX_GRAPH_NOTIFY_SUB_MESSAGE     240
+
+/* the longest clientState Graph takes */
+#define NGX_GRAPH_NOTIFY_SUB_CLIENT_STATE 128
 
 
 typedef enum {
@@ -209,8 +213,6 @@ typedef struct {
 
 static ngx_graph_notify_subs_conf_t *ngx_graph_notify_subs_conf(
     ngx_conf_t *cf, ngx_graph_notify_main_conf_t *gmcf);
-static char *ngx_graph_notify_sub_read_file(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *out, size_t max);
 static char *ngx_graph_notify_sub_add(ngx_conf_t *cf,
     ngx_graph_notify_subs_conf_t *scf, ngx_graph_notify_sub_conf_t *tmpl,
     ngx_str_t *resource, ngx_str_t *tenant);
@@ -399,22 +401,14 @@ ngx_graph_notify_subscription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             tmpl.change = v;
 
         } else if (ngx_graph_notify_param("client_state")) {
-            if (ngx_strncmp(v.data, "file:", 5) == 0) {
-                one.data = v.data + 5;
-                one.len = v.len - 5;
-
-                if (ngx_graph_notify_sub_read_file(cf, &one, &v, 0)
-                    != NGX_CONF_OK)
-                {
-                    return NGX_CONF_ERROR;
-                }
+            if (ngx_graph_notify_conf_secret(cf, &v, &tmpl.client_state,
+                                             NGX_GRAPH_NOTIFY_SUB_CLIENT_STATE,
+                                             "client state")
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
             }
 
-            if (v.len == 0 || v.len > 128) {
-                return "needs a client state of 1 to 128 characters";
-            }
-
-            tmpl.client_state = v;
             tmpl.explicit_state = 1;
 
         } else if (ngx_graph_notify_param("rich")) {
@@ -574,7 +568,8 @@ ngx_graph_notify_subscription(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return "needs \"{id}\" in the resource with users=FILE";
         }
 
-        if (ngx_graph_notify_sub_read_file(cf, &users, &list, 1)
+        if (ngx_graph_notify_conf_file(cf, &users,
+                                       NGX_GRAPH_NOTIFY_SUB_USERS_MAX, &list)
             != NGX_CONF_OK)
         {
             return NGX_CONF_ERROR;
@@ -827,92 +822,6 @@ invalid:
                        "invalid parameter \"%V\", expected longest_call=TIME,"
                        " latency=TIME or outage=TIME", &value[i]);
     return NGX_CONF_ERROR;
-}
-
-
-/*
- * A file read at configuration time: the client state (one line, the
- * trailing newline is not part of it) or a list of user ids.
- */
-
-static char *
-ngx_graph_notify_sub_read_file(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *out, size_t list)
-{
-    u_char           *buf, *p;
-    off_t             size;
-    ssize_t           n;
-    ngx_str_t         full;
-    ngx_file_t        file;
-    ngx_file_info_t   fi;
-
-    full = *name;
-
-    if (ngx_conf_full_name(cf->cycle, &full, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = full;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(full.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", &full);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
-        size = -1;
-
-    } else {
-        size = ngx_file_size(&fi);
-    }
-
-    if (size < 0 || size > (list ? 16 * 1024 * 1024 : 1024)) {
-        (void) ngx_close_file(file.fd);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is too large or unreadable", &full);
-        return NGX_CONF_ERROR;
-    }
-
-    buf = ngx_pnalloc(cf->pool, (size_t) size + 1);
-    if (buf == NULL) {
-        (void) ngx_close_file(file.fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_file(&file, buf, (size_t) size, 0);
-
-    (void) ngx_close_file(file.fd);
-
-    if (n == NGX_ERROR) {
-        return NGX_CONF_ERROR;
-    }
-
-    p = buf + n;
-
-    if (!list) {
-        while (p > buf && (p[-1] == LF || p[-1] == CR)) {
-            p--;
-        }
-
-        if (ngx_strlchr(buf, p, LF) != NULL) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "client state file \"%V\" must hold one line",
-                               &full);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    *p = '\0';
-
-    out->data = buf;
-    out->len = p - buf;
-
-    return NGX_CONF_OK;
 }
 
 
