@@ -164,7 +164,7 @@ value:
     }
 
     if (depth >= NGX_GRAPH_NOTIFY_JSON_MAX_DEPTH) {
-        reason = "nesting deeper than 2048 levels";
+        reason = "maximum parsing depth reached (2048 levels)";
         goto invalid;
     }
 
@@ -350,7 +350,7 @@ next:
 
     if (depth == 0) {
         if (p != end) {
-            reason = "end of input expected";
+            reason = "end of file expected";
             goto invalid;
         }
 

@@ -6,6 +6,7 @@
 
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_bounds.h"
+#include "ngx_graph_notify_envelope.h"
 #include "ngx_graph_notify_crypto.h"
 #include "ngx_graph_notify_jwt.h"
 #include "ngx_graph_notify_ratelog.h"
@@ -57,7 +58,7 @@ typedef struct {
 
 /* one item of a batch, from intake to the push */
 typedef struct {
-    json_t                        *item;
+    ngx_graph_notify_envelope_item_t   item;
     const char                    *kind;
     ngx_graph_notify_decrypt_t    *rich;
     ngx_graph_notify_entry_t       entry;
@@ -84,7 +85,7 @@ typedef struct {
     ngx_str_t                      body;
     u_char                         received[sizeof("1970-01-01T00:00:00.000Z")];
 
-    json_t                        *root;
+    ngx_array_t                    items;
     ngx_str_t                      tokens;
     ngx_graph_notify_slot_t       *slots;
     ngx_uint_t                     n;
@@ -131,11 +132,16 @@ static ngx_int_t ngx_graph_notify_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_graph_notify_item(ngx_graph_notify_ctx_t *ctx,
     ngx_graph_notify_slot_t *slot);
-static ngx_int_t ngx_graph_notify_check_item(json_t *item);
+static ngx_int_t ngx_graph_notify_envelope_item(void *data,
+    ngx_graph_notify_envelope_item_t *item);
+static ngx_int_t ngx_graph_notify_check_item(ngx_graph_notify_ctx_t *ctx,
+    ngx_graph_notify_envelope_item_t *item, ngx_str_t *tenant);
+static ngx_int_t ngx_graph_notify_string(ngx_pool_t *pool,
+    ngx_graph_notify_json_value_t *v, ngx_str_t *s);
 static ngx_int_t ngx_graph_notify_tenant_allowed(
-    ngx_graph_notify_loc_conf_t *glcf, json_t *tenant);
+    ngx_graph_notify_loc_conf_t *glcf, ngx_str_t *tenant);
 static ngx_int_t ngx_graph_notify_prepare_rich(ngx_graph_notify_ctx_t *ctx,
-    json_t *enc, ngx_graph_notify_slot_t *slot);
+    ngx_graph_notify_slot_t *slot);
 static void ngx_graph_notify_synced(ngx_http_request_t *r, ngx_int_t rc);
 
 static ngx_graph_notify_ratelog_t  ngx_graph_notify_share_log;
@@ -148,8 +154,9 @@ static ngx_int_t ngx_graph_notify_failed(ngx_http_request_t *r,
 static ngx_int_t ngx_graph_notify_unavailable(ngx_http_request_t *r);
 static size_t ngx_graph_notify_call_event(ngx_str_t *plain, u_char *buf,
     size_t size);
-static ngx_int_t ngx_graph_notify_line(ngx_pool_t *pool, json_t *item,
-    const char *kind, u_char *received, ngx_str_t *plain, ngx_str_t *line);
+static ngx_int_t ngx_graph_notify_line(ngx_pool_t *pool,
+    ngx_graph_notify_envelope_item_t *item, const char *kind,
+    u_char *received, ngx_str_t *plain, ngx_str_t *line);
 static void ngx_graph_notify_log_drops(ngx_http_request_t *r,
     ngx_graph_notify_drops_t *drops, ngx_uint_t n);
 static void ngx_graph_notify_fail(ngx_graph_notify_ctx_t *ctx,
@@ -158,8 +165,8 @@ static ngx_int_t ngx_graph_notify_reject(ngx_http_request_t *r,
     ngx_int_t status, const char *fmt, ...);
 static ngx_int_t ngx_graph_notify_reject_line(ngx_http_request_t *r,
     ngx_int_t status, const char *fmt, u_char *msg, size_t len);
-static void ngx_graph_notify_sanitize(json_t *value, u_char *buf,
-    size_t size);
+static void ngx_graph_notify_sanitize(ngx_graph_notify_json_value_t *value,
+    u_char *buf, size_t size);
 static char *ngx_graph_notify_held(ngx_uint_t held, u_char *buf,
     size_t size);
 
@@ -169,19 +176,6 @@ static ngx_graph_notify_ratelog_t  ngx_graph_notify_log[NGX_GRAPH_NOTIFY_LOG_N];
 /* one limit per kind of rejection, the format of its line naming it */
 static ngx_graph_notify_reject_kind_t
     ngx_graph_notify_reject_kinds[NGX_GRAPH_NOTIFY_REJECT_KINDS];
-
-
-/*
- * Keys that the module itself puts into output lines: an item that
- * carries one loses it, so that no line ever holds a key twice.  The
- * secret and the ciphertext never reach the output either.
- */
-
-static const char  *ngx_graph_notify_own_keys[] = {
-    "receivedAt", "kind", "decryptedResource", "callRecord", "fetchedAt",
-    "notifications", "clientState", "encryptedContent", "callEvent",
-    "backfill", NULL
-};
 
 
 /* the labels of the status page and their log wording */
@@ -498,114 +492,110 @@ ngx_graph_notify_batch_cleanup(void *data)
 {
     ngx_graph_notify_ctx_t *ctx = data;
 
-    if (ctx->tokens.data) {
-        free(ctx->tokens.data);
-    }
-
-    if (ctx->root) {
-        json_decref(ctx->root);
-    }
-
     ngx_destroy_pool(ctx->pool);
 }
 
 
 /*
- * The first stage: the body's bounds, parsing, and each item's own checks
- * (clientState, tenant, kind); rich items get a decryption job.  Runs on
- * any thread; a failure is recorded in ctx, to be answered later.
+ * The first stage: the body's bounds and its validation, in one pass
+ * (ngx_graph_notify_envelope_scan(): no parse tree is built), and each
+ * item's own checks (clientState, tenant, kind); rich items get a
+ * decryption job.  Runs on any thread; a failure is recorded in ctx, to
+ * be answered later.
  */
 
 static void
 ngx_graph_notify_intake(ngx_graph_notify_ctx_t *ctx)
 {
-    size_t                      i;
-    json_t                     *value, *tokens;
-    ngx_int_t                   rc;
-    json_error_t                err;
-    ngx_graph_notify_bounds_t   bounds;
+    size_t                        i;
+    ngx_int_t                     rc;
+    ngx_graph_notify_envelope_t   env;
 
-    /* before jansson builds anything: see ngx_graph_notify_scan_body() */
-
-    bounds.max_items = ctx->glcf->max_batch;
-    bounds.max_item_size = ctx->glcf->max_item_size;
-    bounds.max_tokens = ctx->glcf->max_batch
-                        * NGX_GRAPH_NOTIFY_TOKENS_PER_ITEM;
-
-    switch (ngx_graph_notify_scan_body(ctx->body.data, ctx->body.len,
-                                       &bounds))
+    if (ngx_array_init(&ctx->items, ctx->pool, 4,
+                       sizeof(ngx_graph_notify_slot_t))
+        != NGX_OK)
     {
-    case NGX_GRAPH_NOTIFY_SCAN_ITEMS:
+        ngx_graph_notify_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+        return;
+    }
+
+    ngx_memzero(&env, sizeof(ngx_graph_notify_envelope_t));
+
+    env.max_items = ctx->glcf->max_batch;
+    env.max_item_size = ctx->glcf->max_item_size;
+    env.max_tokens = ctx->glcf->max_batch * NGX_GRAPH_NOTIFY_TOKENS_PER_ITEM;
+    env.handler = ngx_graph_notify_envelope_item;
+    env.data = ctx;
+
+    switch (ngx_graph_notify_envelope_scan(ctx->body.data, ctx->body.len,
+                                           &env))
+    {
+    case NGX_GRAPH_NOTIFY_ENVELOPE_OK:
+        break;
+
+    case NGX_GRAPH_NOTIFY_ENVELOPE_ITEMS:
         ngx_graph_notify_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                               "batch of more than %ui items "
-                              "(graph_notify_max_batch)", bounds.max_items);
+                              "(graph_notify_max_batch)", env.max_items);
         return;
 
-    case NGX_GRAPH_NOTIFY_SCAN_ITEM_SIZE:
+    case NGX_GRAPH_NOTIFY_ENVELOPE_ITEM_SIZE:
         ngx_graph_notify_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                               "item of more than %uz bytes "
                               "(graph_notify_max_item_size)",
-                              bounds.max_item_size);
+                              env.max_item_size);
         return;
 
-    case NGX_GRAPH_NOTIFY_SCAN_TOKENS:
+    case NGX_GRAPH_NOTIFY_ENVELOPE_TOKENS:
         ngx_graph_notify_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                               "body of more than %ui JSON tokens (%d per "
                               "item of graph_notify_max_batch)",
-                              bounds.max_tokens,
+                              env.max_tokens,
                               NGX_GRAPH_NOTIFY_TOKENS_PER_ITEM);
         return;
 
-    default: /* NGX_GRAPH_NOTIFY_SCAN_OK */
-        break;
-    }
-
-    /* jansson bounds the nesting depth it accepts (2048 levels) */
-
-    ctx->root = json_loadb((char *) ctx->body.data, ctx->body.len, 0, &err);
-
-    if (ctx->root == NULL) {
-        ngx_graph_notify_fail(ctx, NGX_HTTP_BAD_REQUEST,
-                              "request body is not JSON: %s "
-                              "(line %d, column %d)",
-                              err.text, err.line, err.column);
-        return;
-    }
-
-    value = json_object_get(ctx->root, "value");
-    tokens = json_object_get(ctx->root, "validationTokens");
-
-    if (!json_is_array(value)
-        || (tokens != NULL && !json_is_array(tokens)))
-    {
+    case NGX_GRAPH_NOTIFY_ENVELOPE_NO_VALUE:
         ngx_graph_notify_fail(ctx, NGX_HTTP_BAD_REQUEST,
                               "request body has no \"value\" array or a "
                               "malformed \"validationTokens\"");
         return;
+
+    case NGX_GRAPH_NOTIFY_ENVELOPE_INVALID:
+    case NGX_GRAPH_NOTIFY_ENVELOPE_STRICT:
+        ngx_graph_notify_fail(ctx, NGX_HTTP_BAD_REQUEST,
+                              "request body is not JSON: %s (byte %uz)",
+                              env.reason,
+                              (size_t) (env.error - ctx->body.data));
+        return;
+
+    default: /* NGX_GRAPH_NOTIFY_ENVELOPE_ABORT */
+        ngx_graph_notify_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+        return;
     }
 
-    if (tokens != NULL && json_array_size(tokens) > 0) {
-        ctx->tokens.data = (u_char *) json_dumps(tokens, JSON_COMPACT);
+    /* the tokens, on one line, go to the journal and the helper once */
+
+    if (env.tokens.type == NGX_GRAPH_NOTIFY_JSON_ARRAY) {
+        ctx->tokens.data = ngx_pnalloc(ctx->pool,
+                                       env.tokens.end - env.tokens.start);
         if (ctx->tokens.data == NULL) {
             ngx_graph_notify_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
             return;
         }
 
-        ctx->tokens.len = ngx_strlen(ctx->tokens.data);
+        ctx->tokens.len = ngx_graph_notify_envelope_compact(ctx->tokens.data,
+                                                            &env.tokens)
+                          - ctx->tokens.data;
+
+        if (ctx->tokens.len == 2) {
+            ngx_str_null(&ctx->tokens);     /* "[]" */
+        }
     }
 
-    ctx->n = json_array_size(value);
-
-    ctx->slots = ngx_pcalloc(ctx->pool, (ctx->n ? ctx->n : 1)
-                                        * sizeof(ngx_graph_notify_slot_t));
-    if (ctx->slots == NULL) {
-        ngx_graph_notify_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
-        return;
-    }
+    ctx->n = ctx->items.nelts;
+    ctx->slots = ctx->items.elts;
 
     for (i = 0; i < ctx->n; i++) {
-        ctx->slots[i].item = json_array_get(value, i);
-
         rc = ngx_graph_notify_item(ctx, &ctx->slots[i]);
 
         if (rc == NGX_ERROR) {
@@ -622,6 +612,28 @@ ngx_graph_notify_intake(ngx_graph_notify_ctx_t *ctx)
             ctx->njobs++;
         }
     }
+}
+
+
+/* an element of "value", kept until the scan tells whether the body is */
+
+static ngx_int_t
+ngx_graph_notify_envelope_item(void *data,
+    ngx_graph_notify_envelope_item_t *item)
+{
+    ngx_graph_notify_ctx_t *ctx = data;
+
+    ngx_graph_notify_slot_t  *slot;
+
+    slot = ngx_array_push(&ctx->items);
+    if (slot == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(slot, sizeof(ngx_graph_notify_slot_t));
+    slot->item = *item;
+
+    return NGX_OK;
 }
 
 
@@ -752,7 +764,7 @@ ngx_graph_notify_chunk(ngx_graph_notify_ctx_t *ctx, ngx_uint_t from,
             plain = &slot->rich->plain;
         }
 
-        if (ngx_graph_notify_line(ctx->pool, slot->item, slot->kind,
+        if (ngx_graph_notify_line(ctx->pool, &slot->item, slot->kind,
                                   ctx->received, plain, &slot->entry.line)
             != NGX_OK)
         {
@@ -765,27 +777,17 @@ ngx_graph_notify_chunk(ngx_graph_notify_ctx_t *ctx, ngx_uint_t from,
         return;
     }
 
-    /*
-     * The last chunk: every line is made, and the parsed body is freed
-     * here, on this thread, rather than on the event loop; the log keeps
-     * what it needs of the first dropped item.
-     */
+    /* the last chunk: the log keeps what it needs of the first drop */
 
     for (i = 0; i < ctx->n; i++) {
         if (ctx->slots[i].dropped) {
             ngx_graph_notify_sanitize(
-                json_object_get(ctx->slots[i].item, "subscriptionId"),
+                &ctx->slots[i].item.field[
+                    NGX_GRAPH_NOTIFY_FIELD_SUBSCRIPTION_ID],
                 ctx->first_subscription, sizeof(ctx->first_subscription));
             break;
         }
     }
-
-    for (i = 0; i < ctx->n; i++) {
-        ctx->slots[i].item = NULL;
-    }
-
-    json_decref(ctx->root);
-    ctx->root = NULL;
 }
 
 
@@ -1217,28 +1219,37 @@ static ngx_int_t
 ngx_graph_notify_item(ngx_graph_notify_ctx_t *ctx,
     ngx_graph_notify_slot_t *slot)
 {
-    json_t                       *cs, *enc, *item, *v;
-    ngx_str_t                     value, resource;
-    ngx_graph_notify_loc_conf_t  *glcf;
+    ngx_int_t                          rc;
+    ngx_str_t                          value, resource, tenant;
+    ngx_graph_notify_loc_conf_t       *glcf;
+    ngx_graph_notify_envelope_item_t  *item;
 
-    item = slot->item;
+    item = &slot->item;
     glcf = ctx->glcf;
 
-    if (ngx_graph_notify_check_item(item) != NGX_OK) {
+    rc = ngx_graph_notify_check_item(ctx, item, &tenant);
+
+    if (rc != NGX_OK) {
         slot->reason = NGX_GRAPH_NOTIFY_DROP_MALFORMED;
-        return NGX_DECLINED;
+        return rc;
     }
 
-    if (glcf->client_states) {
-        cs = json_object_get(item, "clientState");
+    /* strings are compared decoded: "\u0073ecret" is "secret" */
 
-        if (!json_is_string(cs)) {
+    if (glcf->client_states) {
+        if (item->field[NGX_GRAPH_NOTIFY_FIELD_CLIENT_STATE].type
+            != NGX_GRAPH_NOTIFY_JSON_STRING)
+        {
             slot->reason = NGX_GRAPH_NOTIFY_DROP_CLIENT_STATE;
             return NGX_DECLINED;
         }
 
-        value.data = (u_char *) json_string_value(cs);
-        value.len = json_string_length(cs);
+        if (ngx_graph_notify_string(ctx->pool,
+                &item->field[NGX_GRAPH_NOTIFY_FIELD_CLIENT_STATE], &value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
         if (!ngx_graph_notify_secret_match(&value, glcf->client_states)) {
             slot->reason = NGX_GRAPH_NOTIFY_DROP_CLIENT_STATE;
@@ -1247,47 +1258,44 @@ ngx_graph_notify_item(ngx_graph_notify_ctx_t *ctx,
     }
 
     if (glcf->tenants
-        && ngx_graph_notify_tenant_allowed(glcf,
-                                           json_object_get(item, "tenantId"))
-           != NGX_OK)
+        && ngx_graph_notify_tenant_allowed(glcf, &tenant) != NGX_OK)
     {
         slot->reason = NGX_GRAPH_NOTIFY_DROP_TENANT;
         return NGX_DECLINED;
     }
 
-    enc = json_object_get(item, "encryptedContent");
-
     /* what the helper needs to route the item, kept in its header */
 
-    v = json_object_get(item, "tenantId");
-    slot->entry.tenant.len = json_string_length(v);
-    slot->entry.tenant.data = ngx_pnalloc(ctx->pool, slot->entry.tenant.len);
+    slot->entry.tenant.len = tenant.len;
+    slot->entry.tenant.data = ngx_pnalloc(ctx->pool, tenant.len);
     if (slot->entry.tenant.data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(slot->entry.tenant.data, json_string_value(v),
-               slot->entry.tenant.len);
+    ngx_memcpy(slot->entry.tenant.data, tenant.data, tenant.len);
 
     ngx_str_null(&slot->entry.record);
 
-    if (json_object_get(item, "lifecycleEvent")) {
+    if (item->field[NGX_GRAPH_NOTIFY_FIELD_LIFECYCLE_EVENT].type) {
         slot->kind = "lifecycle";
         slot->entry.kind = NGX_GRAPH_NOTIFY_KIND_LIFECYCLE;
 
-    } else if (enc) {
+    } else if (item->field[NGX_GRAPH_NOTIFY_FIELD_ENCRYPTED_CONTENT].type) {
         slot->kind = "rich";
         slot->entry.kind = NGX_GRAPH_NOTIFY_KIND_RICH;
 
-        return ngx_graph_notify_prepare_rich(ctx, enc, slot);
+        return ngx_graph_notify_prepare_rich(ctx, slot);
 
     } else {
         slot->kind = "basic";
         slot->entry.kind = NGX_GRAPH_NOTIFY_KIND_OTHER;
 
-        v = json_object_get(item, "resource");
-        resource.data = (u_char *) json_string_value(v);
-        resource.len = json_string_length(v);
+        if (ngx_graph_notify_string(ctx->pool,
+                &item->field[NGX_GRAPH_NOTIFY_FIELD_RESOURCE], &resource)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
         if (ngx_graph_notify_record_id(&resource, &value) == NGX_OK) {
             slot->entry.kind = NGX_GRAPH_NOTIFY_KIND_CALL_RECORD;
@@ -1305,56 +1313,80 @@ ngx_graph_notify_item(ngx_graph_notify_ctx_t *ctx,
 }
 
 
+/*
+ * The fields the helper and the output rely on, with their types; the
+ * tenant, decoded, is returned.  NGX_DECLINED: malformed.
+ */
+
 static ngx_int_t
-ngx_graph_notify_check_item(json_t *item)
+ngx_graph_notify_check_item(ngx_graph_notify_ctx_t *ctx,
+    ngx_graph_notify_envelope_item_t *item, ngx_str_t *tenant)
 {
-    json_t     *v;
-    ngx_str_t   id;
+    ngx_graph_notify_json_type_e    t;
+    ngx_graph_notify_json_value_t  *f;
 
-    /* the fields the helper and the output rely on, with their types */
+    f = item->field;
 
-    if (!json_is_object(item)) {
+    /* a field twice: jansson would keep the last, the scan keeps neither */
+
+    if (item->item.type != NGX_GRAPH_NOTIFY_JSON_OBJECT || item->duplicate) {
         return NGX_DECLINED;
     }
 
-    v = json_object_get(item, "subscriptionId");
-    if (!json_is_string(v) || json_string_length(v) == 0) {
+    /* a string that is empty once decoded is empty as sent: no \u0000 */
+
+    if (f[NGX_GRAPH_NOTIFY_FIELD_SUBSCRIPTION_ID].type
+        != NGX_GRAPH_NOTIFY_JSON_STRING
+        || f[NGX_GRAPH_NOTIFY_FIELD_SUBSCRIPTION_ID].start
+           == f[NGX_GRAPH_NOTIFY_FIELD_SUBSCRIPTION_ID].end)
+    {
         return NGX_DECLINED;
     }
 
     /* the tenant routes the item and names a token: a GUID, nothing else */
 
-    v = json_object_get(item, "tenantId");
-    if (!json_is_string(v)) {
-        return NGX_DECLINED;
-    }
-
-    id.data = (u_char *) json_string_value(v);
-    id.len = json_string_length(v);
-
-    if (ngx_graph_notify_is_guid(&id) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    v = json_object_get(item, "lifecycleEvent");
-
-    if (v != NULL) {
-        return json_is_string(v) ? NGX_OK : NGX_DECLINED;
-    }
-
-    if (!json_is_string(json_object_get(item, "changeType"))
-        || !json_is_string(json_object_get(item, "resource")))
+    if (f[NGX_GRAPH_NOTIFY_FIELD_TENANT_ID].type
+        != NGX_GRAPH_NOTIFY_JSON_STRING)
     {
         return NGX_DECLINED;
     }
 
-    v = json_object_get(item, "resourceData");
-    if (v != NULL && !json_is_object(v)) {
+    if (ngx_graph_notify_string(ctx->pool,
+                                &f[NGX_GRAPH_NOTIFY_FIELD_TENANT_ID], tenant)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_graph_notify_is_guid(tenant) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    v = json_object_get(item, "encryptedContent");
-    if (v != NULL && !json_is_object(v)) {
+    t = f[NGX_GRAPH_NOTIFY_FIELD_LIFECYCLE_EVENT].type;
+
+    if (t != NGX_GRAPH_NOTIFY_JSON_ABSENT) {
+        return (t == NGX_GRAPH_NOTIFY_JSON_STRING) ? NGX_OK : NGX_DECLINED;
+    }
+
+    if (f[NGX_GRAPH_NOTIFY_FIELD_CHANGE_TYPE].type
+        != NGX_GRAPH_NOTIFY_JSON_STRING
+        || f[NGX_GRAPH_NOTIFY_FIELD_RESOURCE].type
+           != NGX_GRAPH_NOTIFY_JSON_STRING)
+    {
+        return NGX_DECLINED;
+    }
+
+    t = f[NGX_GRAPH_NOTIFY_FIELD_RESOURCE_DATA].type;
+
+    if (t != NGX_GRAPH_NOTIFY_JSON_ABSENT && t != NGX_GRAPH_NOTIFY_JSON_OBJECT)
+    {
+        return NGX_DECLINED;
+    }
+
+    t = f[NGX_GRAPH_NOTIFY_FIELD_ENCRYPTED_CONTENT].type;
+
+    if (t != NGX_GRAPH_NOTIFY_JSON_ABSENT && t != NGX_GRAPH_NOTIFY_JSON_OBJECT)
+    {
         return NGX_DECLINED;
     }
 
@@ -1362,23 +1394,41 @@ ngx_graph_notify_check_item(json_t *item)
 }
 
 
+/* a string of the body, decoded into the pool if it holds escapes */
+
+static ngx_int_t
+ngx_graph_notify_string(ngx_pool_t *pool, ngx_graph_notify_json_value_t *v,
+    ngx_str_t *s)
+{
+    u_char  *buf;
+
+    buf = NULL;
+
+    if (v->escaped) {
+        buf = ngx_pnalloc(pool, v->end - v->start);
+        if (buf == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_graph_notify_envelope_string(v, buf, s);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_graph_notify_tenant_allowed(ngx_graph_notify_loc_conf_t *glcf,
-    json_t *tenant)
+    ngx_str_t *tenant)
 {
-    size_t       len;
     ngx_str_t   *t;
     ngx_uint_t   i;
-    const char  *id;
-
-    id = json_string_value(tenant);
-    len = json_string_length(tenant);
 
     t = glcf->tenants->elts;
 
     for (i = 0; i < glcf->tenants->nelts; i++) {
-        if (t[i].len == len
-            && ngx_strncasecmp(t[i].data, (u_char *) id, len) == 0)
+        if (t[i].len == tenant->len
+            && ngx_strncasecmp(t[i].data, tenant->data, tenant->len) == 0)
         {
             return NGX_OK;
         }
@@ -1389,19 +1439,14 @@ ngx_graph_notify_tenant_allowed(ngx_graph_notify_loc_conf_t *glcf,
 
 
 static ngx_int_t
-ngx_graph_notify_prepare_rich(ngx_graph_notify_ctx_t *ctx, json_t *enc,
+ngx_graph_notify_prepare_rich(ngx_graph_notify_ctx_t *ctx,
     ngx_graph_notify_slot_t *slot)
 {
-    json_t                        *v;
-    ngx_int_t                      rc;
-    ngx_uint_t                     i;
-    ngx_str_t                     *field[5];
-    ngx_graph_notify_encrypted_t   e;
-
-    static const char  *names[] = {
-        "data", "dataKey", "dataSignature", "encryptionCertificateId",
-        "encryptionCertificateThumbprint"
-    };
+    ngx_int_t                       rc;
+    ngx_uint_t                      i;
+    ngx_str_t                      *field[5];
+    ngx_graph_notify_json_value_t  *v;
+    ngx_graph_notify_encrypted_t    e;
 
     field[0] = &e.data;
     field[1] = &e.data_key;
@@ -1409,21 +1454,25 @@ ngx_graph_notify_prepare_rich(ngx_graph_notify_ctx_t *ctx, json_t *enc,
     field[3] = &e.cert_id;
     field[4] = &e.thumbprint;
 
-    for (i = 0; i < 5; i++) {
-        v = json_object_get(enc, names[i]);
+    /* the fields of encryptedContent, in the order of field[] */
 
-        if (v == NULL && i == 4) {
+    v = &slot->item.field[NGX_GRAPH_NOTIFY_FIELD_DATA];
+
+    for (i = 0; i < 5; i++) {
+
+        if (v[i].type == NGX_GRAPH_NOTIFY_JSON_ABSENT && i == 4) {
             ngx_str_null(field[i]);
             break;
         }
 
-        if (!json_is_string(v)) {
+        if (v[i].type != NGX_GRAPH_NOTIFY_JSON_STRING) {
             slot->reason = NGX_GRAPH_NOTIFY_DROP_MALFORMED;
             return NGX_DECLINED;
         }
 
-        field[i]->data = (u_char *) json_string_value(v);
-        field[i]->len = json_string_length(v);
+        if (ngx_graph_notify_string(ctx->pool, &v[i], field[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     slot->rich = ngx_palloc(ctx->pool, sizeof(ngx_graph_notify_decrypt_t));
@@ -1497,101 +1546,81 @@ ngx_graph_notify_call_event(ngx_str_t *plain, u_char *buf, size_t size)
 }
 
 
+/*
+ * An item's output line, without jansson: its members as the body holds
+ * them, in order, minus the module's own keys, with the whitespace
+ * between tokens removed (ngx_graph_notify_envelope_line()), then the
+ * call event and the decrypted resource of a rich item.
+ */
+
 static ngx_int_t
-ngx_graph_notify_line(ngx_pool_t *pool, json_t *item, const char *kind,
+ngx_graph_notify_line(ngx_pool_t *pool,
+    ngx_graph_notify_envelope_item_t *item, const char *kind,
     u_char *received, ngx_str_t *plain, ngx_str_t *line)
 {
     u_char      *p, *d, *end;
-    char        *dump;
-    size_t       len;
-    json_t      *out, *v;
-    size_t       n;
-    ngx_uint_t   i;
-    const char  *key;
+    size_t       len, n;
+    ngx_str_t    k, r;
     u_char       event[64];
 
     static const char  rich_key[] = ",\"decryptedResource\":";
+    static const char  event_key[] = ",\"callEvent\":\"";
 
-    out = json_object();
-    if (out == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (json_object_set_new(out, "receivedAt", json_string((char *) received))
-        != 0
-        || json_object_set_new(out, "kind", json_string(kind)) != 0)
-    {
-        json_decref(out);
-        return NGX_ERROR;
-    }
-
-    json_object_foreach(item, key, v) {
-
-        for (i = 0; ngx_graph_notify_own_keys[i]; i++) {
-            if (ngx_strcmp(key, ngx_graph_notify_own_keys[i]) == 0) {
-                break;
-            }
-        }
-
-        if (ngx_graph_notify_own_keys[i]) {
-            continue;
-        }
-
-        if (json_object_set(out, key, v) != 0) {
-            json_decref(out);
-            return NGX_ERROR;
-        }
-    }
+    k.data = (u_char *) kind;
+    k.len = ngx_strlen(kind);
+    r.data = received;
+    r.len = ngx_strlen(received);
 
     n = plain ? ngx_graph_notify_call_event(plain, event, sizeof(event)) : 0;
 
-    if (n && json_object_set_new(out, "callEvent",
-                                 json_stringn((char *) event, n)) != 0)
-    {
-        json_decref(out);
-        return NGX_ERROR;
-    }
+    /* an escaped byte of the event takes at most 6 ("\u001f") */
 
-    dump = json_dumps(out, JSON_COMPACT);
-    json_decref(out);
-
-    if (dump == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = ngx_strlen(dump);
-
-    if (plain) {
-        len += sizeof(rich_key) - 1 + plain->len;
-    }
+    len = ngx_graph_notify_envelope_line_size(item, &r, &k)
+          + (n ? sizeof(event_key) - 1 + 6 * n + 1 : 0)
+          + (plain ? sizeof(rich_key) - 1 + plain->len : 0)
+          + 1;
 
     line->data = ngx_pnalloc(pool, len);
     if (line->data == NULL) {
-        free(dump);
         return NGX_ERROR;
     }
 
-    if (plain == NULL) {
-        line->len = ngx_cpymem(line->data, dump, len) - line->data;
-        free(dump);
-        return NGX_OK;
+    p = ngx_graph_notify_envelope_line(line->data, item, &r, &k);
+
+    if (n) {
+        p = ngx_cpymem(p, event_key, sizeof(event_key) - 1);
+
+        for (d = event; d < event + n; d++) {
+            if (*d == '"' || *d == '\\') {
+                *p++ = '\\';
+                *p++ = *d;
+
+            } else if (*d < 0x20) {
+                p = ngx_sprintf(p, "\\u%04xd", (ngx_uint_t) *d);
+
+            } else {
+                *p++ = *d;
+            }
+        }
+
+        *p++ = '"';
     }
 
-    /*
-     * The decrypted resource goes in byte for byte, as Graph sent it; only
-     * line breaks, which valid JSON has outside strings alone, become
-     * spaces so that the record stays on one line.
-     */
+    if (plain) {
 
-    p = ngx_cpymem(line->data, dump, ngx_strlen(dump) - 1);
-    p = ngx_cpymem(p, rich_key, sizeof(rich_key) - 1);
+        /*
+         * The decrypted resource goes in byte for byte, as Graph sent it;
+         * only line breaks, which valid JSON has outside strings alone,
+         * become spaces so that the record stays on one line.
+         */
 
-    free(dump);
+        p = ngx_cpymem(p, rich_key, sizeof(rich_key) - 1);
 
-    end = plain->data + plain->len;
+        end = plain->data + plain->len;
 
-    for (d = plain->data; d < end; d++) {
-        *p++ = (*d == LF || *d == CR) ? ' ' : *d;
+        for (d = plain->data; d < end; d++) {
+            *p++ = (*d == LF || *d == CR) ? ' ' : *d;
+        }
     }
 
     *p++ = '}';
@@ -1641,29 +1670,38 @@ ngx_graph_notify_log_drops(ngx_http_request_t *r,
 
 
 static void
-ngx_graph_notify_sanitize(json_t *value, u_char *buf, size_t size)
+ngx_graph_notify_sanitize(ngx_graph_notify_json_value_t *value, u_char *buf,
+    size_t size)
 {
-    size_t       i, len;
-    const char  *s;
+    size_t      i;
+    ngx_str_t   s;
+    u_char      decoded[6 * 80];
 
     /* ids come from the network: log them only if they look like ids */
 
-    s = json_string_value(value);
-    len = json_string_length(value);
-
-    if (s == NULL || len == 0 || len >= size) {
+    if (value->type != NGX_GRAPH_NOTIFY_JSON_STRING
+        || value->start == value->end
+        || (size_t) (value->end - value->start) > sizeof(decoded))
+    {
         ngx_cpystrn(buf, (u_char *) "(none)", size);
         return;
     }
 
-    for (i = 0; i < len; i++) {
-        if (!isalnum((u_char) s[i]) && s[i] != '-' && s[i] != '_') {
+    ngx_graph_notify_envelope_string(value, decoded, &s);
+
+    if (s.len >= size) {
+        ngx_cpystrn(buf, (u_char *) "(none)", size);
+        return;
+    }
+
+    for (i = 0; i < s.len; i++) {
+        if (!isalnum(s.data[i]) && s.data[i] != '-' && s.data[i] != '_') {
             ngx_cpystrn(buf, (u_char *) "(invalid)", size);
             return;
         }
     }
 
-    ngx_cpystrn(buf, (u_char *) s, len + 1);
+    ngx_cpystrn(buf, s.data, s.len + 1);
 }
 
 

@@ -29,7 +29,7 @@ POST /graph/notify
 hello
 --- error_code: 400
 --- error_log
-graph_notify: request body is not JSON: '[' or '{' expected near 'hello' (line 1, column 5), answered 400
+graph_notify: request body is not JSON: '[' or '{' expected (byte 0), answered 400
 
 
 
