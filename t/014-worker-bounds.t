@@ -447,3 +447,33 @@ is(join(",", map { $_->{decryptedResource}{id} } @l), "inline,inline2", "decrypt
 --- must_die
 --- error_log
 unknown thread pool "nosuchpool"
+
+
+
+=== TEST 16: escapes in strings decide what is structure: misread, this batch of 3 would count 4 or more items
+--- config
+    location = /graph/notify {
+        graph_notify;
+        graph_notify_max_batch 3;
+    }
+    location = /graph/status { graph_notify_status; }
+--- request eval
+# read right, "note" is "},{},{},{" between escaped quotes, "tail" one
+# backslash and "k" "},{},{},{": one item.  A scan that ends a string at an
+# escaped quote sees three more items after "note"; one that takes the quote
+# after an escaped backslash for an escaped quote sees three more after "k".
+my $item = GraphNotify::json_encode(GraphNotify::basic_item(record => "tricky"));
+$item =~ s/^\{/{"note":"\\"},{},{},{\\"","tail":"\\\\","k":"},{},{},{",/;
+"POST /graph/notify\n{\"value\":[$item,"
+    . GraphNotify::json_encode(GraphNotify::basic_item(record => "plain1")) . ","
+    . GraphNotify::json_encode(GraphNotify::basic_item(record => "plain2")) . "]}"
+--- error_code: 202
+--- post_check
+my @l = wait_lines(3);
+is(join(",", map { $_->{resourceData}{id} } @l), "tricky,plain1,plain2", "three items, in order");
+is($l[0]{note}, '"},{},{},{"', "the escaped quotes are in the string");
+is($l[0]{tail}, '\\', "an escaped backslash before the closing quote");
+is($l[0]{k}, '},{},{},{', "and what follows it is a string again");
+my @raw = output_lines();
+ok(index($raw[0], q|"note":"\"},{},{},{\"","tail":"\\\\","k":"},{},{},{"|) >= 0, "copied as sent");
+is(status()->{items}{received}, 3, "three items received");
