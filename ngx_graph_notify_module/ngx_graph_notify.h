@@ -111,12 +111,15 @@ typedef enum {
 #define NGX_GRAPH_NOTIFY_DROP_CRYPTO      NGX_GRAPH_NOTIFY_DROP_UNKNOWN_KEY
 
 
+typedef struct ngx_graph_notify_dcache_s  ngx_graph_notify_dcache_t;
+
 typedef struct {
     ngx_str_t                   id;
     u_char                      thumbprint[40];
     EVP_PKEY                   *pkey;
     ngx_str_t                   certificate;   /* base64 of DER */
     ngx_atomic_t               *last_used;     /* its slot on the status page */
+    ngx_graph_notify_dcache_t  *cache;         /* its decryption contexts */
 } ngx_graph_notify_key_t;
 
 

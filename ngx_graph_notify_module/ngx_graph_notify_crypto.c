@@ -8,8 +8,9 @@
 #include "ngx_graph_notify_bounds.h"
 #include "ngx_graph_notify_crypto.h"
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -19,8 +20,36 @@
 #define NGX_GRAPH_NOTIFY_DATA_KEY_LEN  32
 #define NGX_GRAPH_NOTIFY_SIGNATURE_LEN 32
 
-/* RSA contexts kept by one run of decryption jobs, one per key */
+/* keys one run of decryption jobs holds contexts of at a time */
 #define NGX_GRAPH_NOTIFY_CTX_CACHE     4
+
+
+/*
+ * The OpenSSL contexts one decryption needs, set up once and kept for the
+ * next decryption with the same key: setting them up (RSA-OAEP, and the
+ * algorithms' look-up by name) costs more than the AES and HMAC steps of
+ * a small item.  A context is used by one thread at a time.
+ */
+
+typedef struct ngx_graph_notify_dctx_s  ngx_graph_notify_dctx_t;
+
+struct ngx_graph_notify_dctx_s {
+    EVP_PKEY_CTX               *rsa;           /* OAEP, SHA-1, MGF1-SHA-1 */
+    EVP_MAC_CTX                *hmac;          /* HMAC-SHA256 */
+    EVP_CIPHER_CTX             *aes;
+    ngx_graph_notify_dctx_t    *next;
+};
+
+
+/* a key's idle contexts, shared by the threads; freed with the key */
+
+struct ngx_graph_notify_dcache_s {
+    EVP_PKEY                   *pkey;
+    EVP_MAC                    *hmac;
+    EVP_CIPHER                 *aes;
+    ngx_atomic_t                lock;
+    ngx_graph_notify_dctx_t    *free;
+};
 
 
 static int ngx_graph_notify_no_password(char *buf, int size, int rwflag,
@@ -28,13 +57,22 @@ static int ngx_graph_notify_no_password(char *buf, int size, int rwflag,
 static void ngx_graph_notify_key_cleanup(void *data);
 static ngx_int_t ngx_graph_notify_key_certificate(ngx_conf_t *cf, X509 *x509,
     ngx_str_t *b64);
-static EVP_PKEY_CTX *ngx_graph_notify_oaep_ctx(EVP_PKEY *pkey);
+static ngx_int_t ngx_graph_notify_dcache_create(ngx_conf_t *cf,
+    ngx_graph_notify_key_t *key);
+static void ngx_graph_notify_dcache_cleanup(void *data);
+static ngx_graph_notify_dctx_t *ngx_graph_notify_dctx_get(
+    ngx_graph_notify_dcache_t *cache);
+static void ngx_graph_notify_dctx_put(ngx_graph_notify_dcache_t *cache,
+    ngx_graph_notify_dctx_t *dc);
+static void ngx_graph_notify_dctx_free(ngx_graph_notify_dctx_t *dc);
 static ngx_int_t ngx_graph_notify_decrypt_one(ngx_graph_notify_decrypt_t *d,
-    EVP_PKEY_CTX *ctx);
+    ngx_graph_notify_dctx_t *dc);
 static ngx_int_t ngx_graph_notify_base64(ngx_str_t *src, u_char **buf,
     ngx_str_t *dst);
-static ngx_int_t ngx_graph_notify_aes_decrypt(u_char *key, ngx_str_t *in,
-    ngx_str_t *out);
+static ngx_int_t ngx_graph_notify_aes_decrypt(ngx_graph_notify_dctx_t *dc,
+    EVP_CIPHER *aes, u_char *key, ngx_str_t *in, ngx_str_t *out);
+static void ngx_graph_notify_call_event(ngx_graph_notify_decrypt_t *d,
+    json_t *resource);
 
 
 const char *
@@ -224,6 +262,10 @@ ngx_graph_notify_key_load(ngx_conf_t *cf, ngx_graph_notify_key_t *key,
 
     X509_free(x509);
 
+    if (ngx_graph_notify_dcache_create(cf, key) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     ngx_hex_dump(key->thumbprint, md, 20);
 
     for (i = 0; i < sizeof(key->thumbprint); i++) {
@@ -246,6 +288,141 @@ static void
 ngx_graph_notify_key_cleanup(void *data)
 {
     EVP_PKEY_free(data);
+}
+
+
+static ngx_int_t
+ngx_graph_notify_dcache_create(ngx_conf_t *cf, ngx_graph_notify_key_t *key)
+{
+    ngx_pool_cleanup_t         *cln;
+    ngx_graph_notify_dcache_t  *cache;
+
+    cache = ngx_pcalloc(cf->pool, sizeof(ngx_graph_notify_dcache_t));
+    if (cache == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_graph_notify_dcache_cleanup;
+    cln->data = cache;
+
+    /* fetched once: each use by name would look the algorithm up again */
+
+    cache->pkey = key->pkey;
+    cache->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    cache->aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+
+    if (cache->hmac == NULL || cache->aes == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "OpenSSL has no HMAC or AES-256-CBC: %s",
+                           ngx_graph_notify_ssl_reason());
+        return NGX_ERROR;
+    }
+
+    key->cache = cache;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_graph_notify_dcache_cleanup(void *data)
+{
+    ngx_graph_notify_dcache_t *cache = data;
+
+    ngx_graph_notify_dctx_t  *dc, *next;
+
+    for (dc = cache->free; dc; dc = next) {
+        next = dc->next;
+        ngx_graph_notify_dctx_free(dc);
+    }
+
+    EVP_MAC_free(cache->hmac);
+    EVP_CIPHER_free(cache->aes);
+}
+
+
+/* an idle context of the key, or a new one; NULL if OpenSSL fails */
+
+static ngx_graph_notify_dctx_t *
+ngx_graph_notify_dctx_get(ngx_graph_notify_dcache_t *cache)
+{
+    OSSL_PARAM                params[2];
+    ngx_graph_notify_dctx_t  *dc;
+
+    ngx_spinlock(&cache->lock, 1, 2048);
+
+    dc = cache->free;
+
+    if (dc) {
+        cache->free = dc->next;
+    }
+
+    /* the list is written before it is unlocked, by the compiler too */
+    ngx_memory_barrier();
+    ngx_unlock(&cache->lock);
+
+    if (dc) {
+        return dc;
+    }
+
+    dc = OPENSSL_zalloc(sizeof(ngx_graph_notify_dctx_t));
+    if (dc == NULL) {
+        return NULL;
+    }
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) "SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    dc->rsa = EVP_PKEY_CTX_new(cache->pkey, NULL);
+    dc->hmac = EVP_MAC_CTX_new(cache->hmac);
+    dc->aes = EVP_CIPHER_CTX_new();
+
+    /* RSA-OAEP with SHA-1 and MGF1-SHA-1, no label */
+
+    if (dc->rsa && dc->hmac && dc->aes
+        && EVP_PKEY_decrypt_init(dc->rsa) == 1
+        && EVP_PKEY_CTX_set_rsa_padding(dc->rsa, RSA_PKCS1_OAEP_PADDING) == 1
+        && EVP_PKEY_CTX_set_rsa_oaep_md(dc->rsa, EVP_sha1()) == 1
+        && EVP_PKEY_CTX_set_rsa_mgf1_md(dc->rsa, EVP_sha1()) == 1
+        && EVP_MAC_CTX_set_params(dc->hmac, params) == 1)
+    {
+        return dc;
+    }
+
+    ngx_graph_notify_dctx_free(dc);
+    ERR_clear_error();
+
+    return NULL;
+}
+
+
+static void
+ngx_graph_notify_dctx_put(ngx_graph_notify_dcache_t *cache,
+    ngx_graph_notify_dctx_t *dc)
+{
+    ngx_spinlock(&cache->lock, 1, 2048);
+
+    dc->next = cache->free;
+    cache->free = dc;
+
+    ngx_memory_barrier();
+    ngx_unlock(&cache->lock);
+}
+
+
+static void
+ngx_graph_notify_dctx_free(ngx_graph_notify_dctx_t *dc)
+{
+    EVP_PKEY_CTX_free(dc->rsa);
+    EVP_MAC_CTX_free(dc->hmac);
+    EVP_CIPHER_CTX_free(dc->aes);
+    OPENSSL_free(dc);
 }
 
 
@@ -323,105 +500,77 @@ ngx_graph_notify_decrypt_prepare(ngx_pool_t *pool, ngx_array_t *keys,
 
 
 /*
- * Runs jobs one after the other, on any thread.  The RSA context, set up
- * for OAEP once, is kept for the next job with the same key: setting it
- * up costs about as much as the AES and HMAC steps of a small item.
+ * Runs jobs one after the other, on any thread, with the contexts of
+ * each job's key (taken from the key's idle ones, given back at the end).
  */
 
 void
 ngx_graph_notify_decrypt_run(ngx_graph_notify_decrypt_t **jobs,
     ngx_uint_t n)
 {
-    EVP_PKEY      *pkey;
-    ngx_uint_t     i, k, nctx, kept;
-    EVP_PKEY_CTX  *ctx;
+    ngx_uint_t                  i, k, nctx;
+    ngx_graph_notify_dctx_t    *dc;
+    ngx_graph_notify_dcache_t  *cache;
 
     struct {
-        EVP_PKEY      *pkey;
-        EVP_PKEY_CTX  *ctx;
-    } cache[NGX_GRAPH_NOTIFY_CTX_CACHE];
+        ngx_graph_notify_dcache_t  *cache;
+        ngx_graph_notify_dctx_t    *dc;
+    } held[NGX_GRAPH_NOTIFY_CTX_CACHE];
 
     nctx = 0;
 
     for (i = 0; i < n; i++) {
-        pkey = jobs[i]->key->pkey;
-        ctx = NULL;
-        kept = 0;
+        cache = jobs[i]->key->cache;
+        dc = NULL;
 
         for (k = 0; k < nctx; k++) {
-            if (cache[k].pkey == pkey) {
-                ctx = cache[k].ctx;
-                kept = 1;
+            if (held[k].cache == cache) {
+                dc = held[k].dc;
                 break;
             }
         }
 
-        if (!kept) {
-            ctx = ngx_graph_notify_oaep_ctx(pkey);
+        if (dc == NULL) {
+            dc = ngx_graph_notify_dctx_get(cache);
 
-            if (ctx && nctx < NGX_GRAPH_NOTIFY_CTX_CACHE) {
-                cache[nctx].pkey = pkey;
-                cache[nctx].ctx = ctx;
-                nctx++;
-                kept = 1;
+            if (dc == NULL) {
+                /* no memory, or OpenSSL failed: the batch gets 500 */
+                jobs[i]->rc = NGX_ERROR;
+                continue;
             }
+
+            if (nctx == NGX_GRAPH_NOTIFY_CTX_CACHE) {
+                nctx--;
+                ngx_graph_notify_dctx_put(held[nctx].cache, held[nctx].dc);
+            }
+
+            held[nctx].cache = cache;
+            held[nctx].dc = dc;
+            nctx++;
         }
 
-        jobs[i]->rc = ngx_graph_notify_decrypt_one(jobs[i], ctx);
-
-        if (!kept && ctx) {
-            EVP_PKEY_CTX_free(ctx);
-        }
+        jobs[i]->rc = ngx_graph_notify_decrypt_one(jobs[i], dc);
     }
 
     for (k = 0; k < nctx; k++) {
-        EVP_PKEY_CTX_free(cache[k].ctx);
+        ngx_graph_notify_dctx_put(held[k].cache, held[k].dc);
     }
 
     ERR_clear_error();
-}
-
-
-static EVP_PKEY_CTX *
-ngx_graph_notify_oaep_ctx(EVP_PKEY *pkey)
-{
-    EVP_PKEY_CTX  *ctx;
-
-    /* RSA-OAEP with SHA-1 and MGF1-SHA-1, no label */
-
-    ctx = EVP_PKEY_CTX_new(pkey, NULL);
-    if (ctx == NULL) {
-        ERR_clear_error();
-        return NULL;
-    }
-
-    if (EVP_PKEY_decrypt_init(ctx) == 1
-        && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1
-        && EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha1()) == 1
-        && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha1()) == 1)
-    {
-        return ctx;
-    }
-
-    EVP_PKEY_CTX_free(ctx);
-    ERR_clear_error();
-
-    return NULL;
 }
 
 
 static ngx_int_t
 ngx_graph_notify_decrypt_one(ngx_graph_notify_decrypt_t *d,
-    EVP_PKEY_CTX *ctx)
+    ngx_graph_notify_dctx_t *dc)
 {
-    u_char        mac[EVP_MAX_MD_SIZE];
-    u_char        data_key[512];
-    u_char       *p;
-    json_t       *parsed;
-    size_t        data_key_len;
-    ngx_int_t     rc;
-    ngx_str_t     data, wrapped, signature;
-    unsigned int  mac_len;
+    u_char     mac[EVP_MAX_MD_SIZE];
+    u_char     data_key[512];
+    u_char    *p;
+    json_t    *parsed;
+    size_t     data_key_len, mac_len;
+    ngx_int_t  rc;
+    ngx_str_t  data, wrapped, signature;
 
     p = d->buf;
 
@@ -436,9 +585,8 @@ ngx_graph_notify_decrypt_one(ngx_graph_notify_decrypt_t *d,
 
     data_key_len = sizeof(data_key);
 
-    if (ctx == NULL
-        || (size_t) EVP_PKEY_get_size(d->key->pkey) > data_key_len
-        || EVP_PKEY_decrypt(ctx, data_key, &data_key_len, wrapped.data,
+    if ((size_t) EVP_PKEY_get_size(d->key->pkey) > data_key_len
+        || EVP_PKEY_decrypt(dc->rsa, data_key, &data_key_len, wrapped.data,
                             wrapped.len)
            != 1)
     {
@@ -455,22 +603,29 @@ ngx_graph_notify_decrypt_one(ngx_graph_notify_decrypt_t *d,
 
     /* integrity first, over the raw ciphertext; nothing is decrypted else */
 
-    if (HMAC(EVP_sha256(), data_key, NGX_GRAPH_NOTIFY_DATA_KEY_LEN,
-             data.data, data.len, mac, &mac_len)
-        == NULL
-        || mac_len != NGX_GRAPH_NOTIFY_SIGNATURE_LEN
+    if (EVP_MAC_init(dc->hmac, data_key, NGX_GRAPH_NOTIFY_DATA_KEY_LEN, NULL)
+        != 1
+        || EVP_MAC_update(dc->hmac, data.data, data.len) != 1
+        || EVP_MAC_final(dc->hmac, mac, &mac_len, sizeof(mac)) != 1)
+    {
+        OPENSSL_cleanse(data_key, sizeof(data_key));
+        ERR_clear_error();
+        return NGX_ERROR;
+    }
+
+    if (mac_len != NGX_GRAPH_NOTIFY_SIGNATURE_LEN
         || signature.len != NGX_GRAPH_NOTIFY_SIGNATURE_LEN
         || CRYPTO_memcmp(mac, signature.data, mac_len) != 0)
     {
         OPENSSL_cleanse(data_key, sizeof(data_key));
-        ERR_clear_error();
         d->reason = NGX_GRAPH_NOTIFY_DROP_SIGNATURE;
         return NGX_DECLINED;
     }
 
     d->plain.data = p;
 
-    rc = ngx_graph_notify_aes_decrypt(data_key, &data, &d->plain);
+    rc = ngx_graph_notify_aes_decrypt(dc, d->key->cache->aes, data_key,
+                                      &data, &d->plain);
 
     OPENSSL_cleanse(data_key, sizeof(data_key));
 
@@ -501,6 +656,10 @@ ngx_graph_notify_decrypt_one(ngx_graph_notify_decrypt_t *d,
         d->reason = NGX_GRAPH_NOTIFY_DROP_NOT_JSON;
         return NGX_DECLINED;
     }
+
+    /* what the line needs of the resource, while it is parsed anyway */
+
+    ngx_graph_notify_call_event(d, parsed);
 
     json_decref(parsed);
 
@@ -554,11 +713,11 @@ ngx_graph_notify_base64(ngx_str_t *src, u_char **buf, ngx_str_t *dst)
 
 
 static ngx_int_t
-ngx_graph_notify_aes_decrypt(u_char *key, ngx_str_t *in, ngx_str_t *out)
+ngx_graph_notify_aes_decrypt(ngx_graph_notify_dctx_t *dc, EVP_CIPHER *aes,
+    u_char *key, ngx_str_t *in, ngx_str_t *out)
 {
-    int              n, last;
-    ngx_int_t        rc;
-    EVP_CIPHER_CTX  *ctx;
+    int        n, last;
+    ngx_int_t  rc;
 
     /* AES-256-CBC, IV = the first 16 bytes of the key, PKCS#7 padding */
 
@@ -566,27 +725,70 @@ ngx_graph_notify_aes_decrypt(u_char *key, ngx_str_t *in, ngx_str_t *out)
         return NGX_DECLINED;
     }
 
-    ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL) {
-        ERR_clear_error();
-        return NGX_ERROR;
-    }
-
     rc = NGX_DECLINED;
 
-    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, key, key) == 1
-        && EVP_DecryptUpdate(ctx, out->data, &n, in->data, (int) in->len)
+    if (EVP_DecryptInit_ex2(dc->aes, aes, key, key, NULL) == 1
+        && EVP_DecryptUpdate(dc->aes, out->data, &n, in->data, (int) in->len)
            == 1
-        && EVP_DecryptFinal_ex(ctx, out->data + n, &last) == 1)
+        && EVP_DecryptFinal_ex(dc->aes, out->data + n, &last) == 1)
     {
         out->len = n + last;
         rc = NGX_OK;
     }
 
-    EVP_CIPHER_CTX_free(ctx);
     ERR_clear_error();
 
     return rc;
+}
+
+
+/*
+ * Call conversations: the event type Graph writes as, e.g.,
+ * "{Microsoft.Communication.CallConversationStarted}" also goes on the
+ * line as "callEvent":"CallConversationStarted", for readers to filter on.
+ */
+
+static void
+ngx_graph_notify_call_event(ngx_graph_notify_decrypt_t *d, json_t *resource)
+{
+    size_t       len;
+    const char  *v, *p, *last, *dot;
+
+    d->event_len = 0;
+
+    if (ngx_strlcasestrn(d->plain.data, d->plain.data + d->plain.len,
+                         (u_char *) "CallConversation",
+                         sizeof("CallConversation") - 2)
+        == NULL)
+    {
+        return;
+    }
+
+    v = json_string_value(json_object_get(resource, "eventType"));
+
+    if (v == NULL) {
+        return;
+    }
+
+    p = v;
+    last = v + ngx_strlen(v);
+
+    while (p < last && (*p == '{' || *p == ' ')) {
+        p++;
+    }
+
+    while (last > p && (last[-1] == '}' || last[-1] == ' ')) {
+        last--;
+    }
+
+    for (dot = last; dot > p && dot[-1] != '.'; dot--) { /* void */ }
+
+    len = last - dot;
+
+    if (len < sizeof(d->event)) {
+        ngx_memcpy(d->event, dot, len);
+        d->event_len = len;
+    }
 }
 
 

@@ -24,6 +24,8 @@ typedef struct {
     ngx_str_t                   data_signature;
     u_char                     *buf;            /* decoded bytes, and then */
     ngx_str_t                   plain;          /* the resource, out */
+    size_t                      event_len;      /* out: a call's event, */
+    u_char                      event[64];      /* for the line */
     ngx_graph_notify_drop_e     reason;         /* out, if rc is DECLINED */
     ngx_int_t                   rc;             /* out */
 } ngx_graph_notify_decrypt_t;
