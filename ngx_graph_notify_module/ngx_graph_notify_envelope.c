@@ -21,6 +21,9 @@
 /* no field's key is longer than 31 bytes, so no longer escaped key is one */
 #define NGX_GRAPH_NOTIFY_JSON_KEY_MAX    (6 * 32)
 
+/* the own keys, in ngx_graph_notify_envelope_own_keys */
+#define NGX_GRAPH_NOTIFY_JSON_OWN_N      10
+
 
 static u_char *ngx_graph_notify_json_string(u_char *p, u_char *end,
     ngx_uint_t *escaped, const char **reason);
@@ -29,8 +32,8 @@ static u_char *ngx_graph_notify_json_number(u_char *p, u_char *end,
     const char **reason);
 static ngx_int_t ngx_graph_notify_json_hex4(u_char *p, u_char *end);
 static size_t ngx_graph_notify_json_utf8(u_char *p, u_char *end);
-static ngx_int_t ngx_graph_notify_json_key(u_char *start, u_char *end,
-    ngx_uint_t escaped, ngx_str_t *names, ngx_uint_t from, ngx_uint_t to);
+static ngx_int_t ngx_graph_notify_json_key(ngx_str_t *key, ngx_str_t *names,
+    ngx_uint_t from, ngx_uint_t to);
 static u_char *ngx_graph_notify_json_unescape(u_char *dst, u_char *p,
     u_char *end);
 static u_char *ngx_graph_notify_json_copy(u_char *dst, u_char *p,
@@ -103,6 +106,20 @@ static u_char  ngx_graph_notify_json_plain[256] = {
 #define ngx_graph_notify_json_is_object(stack, level)                        \
     ((stack)[(level) >> 3] & (1 << ((level) & 7)))
 
+/* skips whitespace, and notes whether an item of "value" holds any */
+#define ngx_graph_notify_json_ws_item(p, end)                                \
+    ws = p;                                                                  \
+    p = ngx_graph_notify_json_skip_ws(p, end);                               \
+    if (p != ws && depth >= 3 && in_items) {                                 \
+        item.spaced = 1;                                                     \
+    }
+
+/* bytes 0x00-0x1f, '"', '\' or 0x80-0xff in a word (or a few more) */
+#define ngx_graph_notify_json_special(w)                                     \
+    ((((w) - 0x2020202020202020ULL) | (((w) ^ 0x2222222222222222ULL)          \
+      - 0x0101010101010101ULL) | (((w) ^ 0x5c5c5c5c5c5c5c5cULL)               \
+      - 0x0101010101010101ULL) | (w)) & 0x8080808080808080ULL)
+
 
 /*
  * One pass, no recursion: "stack" holds a bit per open container (set for
@@ -116,8 +133,10 @@ ngx_graph_notify_envelope_rc_e
 ngx_graph_notify_envelope_scan(u_char *p, size_t len,
     ngx_graph_notify_envelope_t *env)
 {
-    u_char                            *end, *start, *element, c;
+    u_char                            *end, *start, *element, *ws, *member,
+                                      c;
     ngx_int_t                          f;
+    ngx_str_t                          key;
     ngx_uint_t                         depth, tokens, elements, strict,
                                        in_items, in_enc, escaped;
     const char                        *reason;
@@ -127,6 +146,7 @@ ngx_graph_notify_envelope_scan(u_char *p, size_t len,
     ngx_graph_notify_envelope_item_t   item;
     u_char                             stack[NGX_GRAPH_NOTIFY_JSON_MAX_DEPTH
                                              / 8 + 1];
+    u_char                             buf[NGX_GRAPH_NOTIFY_JSON_KEY_MAX];
 
     ngx_memzero(&env->value, sizeof(ngx_graph_notify_json_value_t));
     ngx_memzero(&env->tokens, sizeof(ngx_graph_notify_json_value_t));
@@ -146,12 +166,13 @@ ngx_graph_notify_envelope_scan(u_char *p, size_t len,
     in_items = 0;
     in_enc = 0;
     reason = NULL;
+    member = NULL;
 
 value:
 
     /* a value starts, inside "depth" containers */
 
-    p = ngx_graph_notify_json_skip_ws(p, end);
+    ngx_graph_notify_json_ws_item(p, end);
 
     if (p == end) {
         reason = "premature end of input";
@@ -229,7 +250,9 @@ value:
             in_enc = 1;
         }
 
-        p = ngx_graph_notify_json_skip_ws(p + 1, end);
+        p++;
+
+        ngx_graph_notify_json_ws_item(p, end);
 
         if (p < end && *p == (c == '{' ? '}' : ']')) {
             goto close;
@@ -346,7 +369,20 @@ next:
         slot[depth] = NULL;
     }
 
-    p = ngx_graph_notify_json_skip_ws(p, end);
+    if (depth == 3 && in_items && member) {
+
+        /* a member with an own key ends: the line leaves it out */
+
+        if (item.nown < NGX_GRAPH_NOTIFY_ENVELOPE_OWN_MAX) {
+            item.own[item.nown][0] = member;
+            item.own[item.nown][1] = p;
+        }
+
+        item.nown++;
+        member = NULL;
+    }
+
+    ngx_graph_notify_json_ws_item(p, end);
 
     if (depth == 0) {
         if (p != end) {
@@ -416,7 +452,7 @@ key:
 
     /* a member of the object at level "depth" starts */
 
-    p = ngx_graph_notify_json_skip_ws(p, end);
+    ngx_graph_notify_json_ws_item(p, end);
 
     if (p == end) {
         reason = "premature end of input";
@@ -442,9 +478,24 @@ key:
         goto invalid;
     }
 
+    /* keys are compared decoded; a long escaped one matches nothing */
+
+    key.data = start;
+    key.len = p - 1 - start;
+
+    if (escaped) {
+        if (key.len > NGX_GRAPH_NOTIFY_JSON_KEY_MAX) {
+            key.len = 0;
+
+        } else {
+            key.len = ngx_graph_notify_json_unescape(buf, start, p - 1) - buf;
+            key.data = buf;
+        }
+    }
+
     if (depth == 1) {
-        f = ngx_graph_notify_json_key(start, p - 1, escaped,
-                                      ngx_graph_notify_envelope_root, 0, 2);
+        f = ngx_graph_notify_json_key(&key, ngx_graph_notify_envelope_root,
+                                      0, 2);
 
         if (f == 0) {
             v = &env->value;
@@ -468,14 +519,23 @@ key:
     } else if ((depth == 3 && in_items) || (depth == 4 && in_enc)) {
 
         f = (depth == 3)
-            ? ngx_graph_notify_json_key(start, p - 1, escaped,
+            ? ngx_graph_notify_json_key(&key,
                                         ngx_graph_notify_envelope_fields,
                                         NGX_GRAPH_NOTIFY_FIELD_SUBSCRIPTION_ID,
                                         NGX_GRAPH_NOTIFY_FIELD_DATA)
-            : ngx_graph_notify_json_key(start, p - 1, escaped,
+            : ngx_graph_notify_json_key(&key,
                                         ngx_graph_notify_envelope_fields,
                                         NGX_GRAPH_NOTIFY_FIELD_DATA,
                                         NGX_GRAPH_NOTIFY_FIELD_N);
+
+        if (depth == 3
+            && ngx_graph_notify_json_key(&key,
+                                         ngx_graph_notify_envelope_own_keys,
+                                         0, NGX_GRAPH_NOTIFY_JSON_OWN_N)
+               != NGX_DECLINED)
+        {
+            member = start - 1;
+        }
 
         if (f == NGX_DECLINED) {
             slot[depth] = NULL;
@@ -492,7 +552,7 @@ key:
         slot[depth] = NULL;
     }
 
-    p = ngx_graph_notify_json_skip_ws(p, end);
+    ngx_graph_notify_json_ws_item(p, end);
 
     if (p == end || *p != ':') {
         reason = "':' expected";
@@ -539,9 +599,22 @@ ngx_graph_notify_json_string(u_char *p, u_char *end, ngx_uint_t *escaped,
     const char **reason)
 {
     size_t     n;
+    uint64_t   w;
     ngx_int_t  u, low;
 
     for ( ;; ) {
+
+        /* eight bytes at a time while none of them needs a look */
+
+        while (end - p >= 8) {
+            ngx_memcpy(&w, p, 8);
+
+            if (ngx_graph_notify_json_special(w)) {
+                break;
+            }
+
+            p += 8;
+        }
 
         while (p < end && ngx_graph_notify_json_plain[*p]) {
             p++;
@@ -896,31 +969,17 @@ ngx_graph_notify_json_number(u_char *p, u_char *end,
 }
 
 
-/* the index in names[from, to) of a key, once decoded, or NGX_DECLINED */
+/* the index in names[from, to) of a decoded key, or NGX_DECLINED */
 
 static ngx_int_t
-ngx_graph_notify_json_key(u_char *start, u_char *end, ngx_uint_t escaped,
-    ngx_str_t *names, ngx_uint_t from, ngx_uint_t to)
+ngx_graph_notify_json_key(ngx_str_t *key, ngx_str_t *names, ngx_uint_t from,
+    ngx_uint_t to)
 {
-    size_t       len;
-    ngx_uint_t   i;
-    u_char       buf[NGX_GRAPH_NOTIFY_JSON_KEY_MAX];
-
-    len = end - start;
-
-    if (escaped) {
-        if (len > NGX_GRAPH_NOTIFY_JSON_KEY_MAX) {
-            return NGX_DECLINED;
-        }
-
-        end = ngx_graph_notify_json_unescape(buf, start, end);
-        start = buf;
-        len = end - start;
-    }
+    ngx_uint_t  i;
 
     for (i = from; i < to; i++) {
-        if (names[i].len == len
-            && ngx_memcmp(names[i].data, start, len) == 0)
+        if (names[i].len == key->len
+            && ngx_memcmp(names[i].data, key->data, key->len) == 0)
         {
             return i;
         }
@@ -1175,6 +1234,7 @@ ngx_graph_notify_envelope_line(u_char *p,
     u_char     *s, *quote, *key, *key_end, *next;
     size_t      len;
     ngx_str_t  *own;
+    ngx_uint_t  i;
     u_char      buf[NGX_GRAPH_NOTIFY_JSON_KEY_MAX];
 
     p = ngx_cpymem(p, "{\"receivedAt\":\"", sizeof("{\"receivedAt\":\"") - 1);
@@ -1182,6 +1242,33 @@ ngx_graph_notify_envelope_line(u_char *p,
     p = ngx_cpymem(p, "\",\"kind\":\"", sizeof("\",\"kind\":\"") - 1);
     p = ngx_cpymem(p, kind->data, kind->len);
     *p++ = '"';
+
+    if (!item->spaced && item->nown <= NGX_GRAPH_NOTIFY_ENVELOPE_OWN_MAX) {
+
+        /* compact as sent: the members between the own ones, as they are */
+
+        *p++ = ',';
+        s = item->item.start + 1;
+
+        for (i = 0; i < item->nown; i++) {
+            p = ngx_cpymem(p, s, item->own[i][0] - s);
+            s = item->own[i][1];
+
+            if (*s == ',') {
+                s++;
+            }
+        }
+
+        p = ngx_cpymem(p, s, item->item.end - 1 - s);
+
+        /* after the last member kept, or none: no comma */
+
+        if (p[-1] == ',') {
+            p--;
+        }
+
+        return p;
+    }
 
     s = item->item.start + 1;
 

@@ -97,11 +97,25 @@ typedef enum {
 } ngx_graph_notify_field_e;
 
 
+/* the members of an item with own keys that the line's fast path skips */
+#define NGX_GRAPH_NOTIFY_ENVELOPE_OWN_MAX  4
+
+
 /* one element of "value" */
 typedef struct {
     /* the element itself, of any type; the fields only if an object */
     ngx_graph_notify_json_value_t   item;
     ngx_graph_notify_json_value_t   field[NGX_GRAPH_NOTIFY_FIELD_N];
+
+    /*
+     * For ngx_graph_notify_envelope_line(): the members of an object item
+     * with one of the module's own keys, from the key's opening quote to
+     * the end of the value (the first OWN_MAX of them; nown counts all),
+     * and whether whitespace separates any of the item's tokens.
+     */
+    u_char                         *own[NGX_GRAPH_NOTIFY_ENVELOPE_OWN_MAX][2];
+    ngx_uint_t                      nown;
+    unsigned                        spaced:1;
 
     /* a field occurs twice in its object: the item is not to be used */
     unsigned                        duplicate:1;
