@@ -8,6 +8,7 @@
 #include "ngx_graph_notify_journal.h"
 
 #include <sys/file.h>
+#include <zlib.h>
 
 
 #define NGX_GRAPH_NOTIFY_JOURNAL_MAGIC    0x314a4e47     /* "GNJ1" */
@@ -23,6 +24,13 @@
 #define NGX_GRAPH_NOTIFY_JOURNAL_DONE_MAX 2048
 
 #define NGX_GRAPH_NOTIFY_JOURNAL_PREFIX   "journal."
+
+/*
+ * An entry's CRC-32: zlib's, the same value as ngx_crc32_long() (so
+ * journals of either kind read alike), several times faster on a batch.
+ */
+#define ngx_graph_notify_journal_crc(p, len)                                 \
+    ((uint32_t) crc32(0L, (const Bytef *) (p), (uInt) (len)))
 
 
 typedef struct {
@@ -300,7 +308,9 @@ ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
 
     e.magic = NGX_GRAPH_NOTIFY_JOURNAL_MAGIC;
     e.len = (uint32_t) (len - sizeof(ngx_graph_notify_jentry_t));
-    e.crc = ngx_crc32_long(buf + sizeof(ngx_graph_notify_jentry_t), e.len);
+    e.crc = ngx_graph_notify_journal_crc(buf
+                                         + sizeof(ngx_graph_notify_jentry_t),
+                                         e.len);
     e.n = (uint32_t) n;
 
     ngx_memcpy(buf, &e, sizeof(ngx_graph_notify_jentry_t));
@@ -1499,7 +1509,9 @@ ngx_graph_notify_journal_file_recover(ngx_graph_notify_jfile_t *f,
 
         n = pread(fd, p, e.len, f->read + sizeof(e));
 
-        if (n != (ssize_t) e.len || e.crc != ngx_crc32_long(p, e.len)) {
+        if (n != (ssize_t) e.len
+            || e.crc != ngx_graph_notify_journal_crc(p, e.len))
+        {
             ngx_free(p);
             p = NULL;
             goto torn;
