@@ -116,6 +116,7 @@ static ngx_int_t ngx_graph_notify_handshake(ngx_http_request_t *r,
     ngx_str_t *token);
 static void ngx_graph_notify_body_handler(ngx_http_request_t *r);
 static void ngx_graph_notify_batch_cleanup(void *data);
+static void ngx_graph_notify_received(u_char *buf);
 static void ngx_graph_notify_intake(ngx_graph_notify_ctx_t *ctx);
 static void ngx_graph_notify_next(ngx_http_request_t *r,
     ngx_graph_notify_ctx_t *ctx);
@@ -449,7 +450,7 @@ ngx_graph_notify_body_handler(ngx_http_request_t *r)
     ctx->body = body;
 
     /* when the worker accepted the batch: every line of it says so */
-    (void) ngx_graph_notify_timestamp(ctx->received);
+    ngx_graph_notify_received(ctx->received);
 
 #if (NGX_THREADS)
 
@@ -484,6 +485,32 @@ ngx_graph_notify_body_handler(ngx_http_request_t *r)
 #endif
 
     ngx_graph_notify_next(r, ctx);
+}
+
+
+/*
+ * The time of acceptance, formatted once per millisecond of NGINX's
+ * cached time rather than per request (event loop only).
+ */
+
+static void
+ngx_graph_notify_received(u_char *buf)
+{
+    ngx_time_t  *tp;
+
+    static time_t      sec = -1;
+    static ngx_uint_t  msec;
+    static u_char      last[sizeof("1970-01-01T00:00:00.000Z")];
+
+    tp = ngx_timeofday();
+
+    if (tp->sec != sec || tp->msec != msec) {
+        (void) ngx_graph_notify_timestamp(last);
+        sec = tp->sec;
+        msec = tp->msec;
+    }
+
+    ngx_memcpy(buf, last, sizeof(last));
 }
 
 
