@@ -24,9 +24,19 @@
 /* the own keys, in ngx_graph_notify_envelope_own_keys */
 #define NGX_GRAPH_NOTIFY_JSON_OWN_N      10
 
+/*
+ * The lengths of the keys looked for (fields, own and root keys: 4, 5, 7,
+ * 8, 9, 10, 11, 12, 13, 14, 16, 17, 23, 31), as bits: most keys of an
+ * item are ruled out by their length alone.
+ */
+#define NGX_GRAPH_NOTIFY_JSON_KEY_LENS                                       \
+    ((1U << 4) | (1U << 5) | (1U << 7) | (1U << 8) | (1U << 9) | (1U << 10)  \
+     | (1U << 11) | (1U << 12) | (1U << 13) | (1U << 14) | (1U << 16)        \
+     | (1U << 17) | (1U << 23) | (1U << 31))
 
-static u_char *ngx_graph_notify_json_string(u_char *p, u_char *end,
-    ngx_uint_t *escaped, const char **reason);
+
+static ngx_inline u_char *ngx_graph_notify_json_string(u_char *p,
+    u_char *end, ngx_uint_t *escaped, const char **reason);
 static u_char *ngx_graph_notify_json_number(u_char *p, u_char *end,
     ngx_graph_notify_json_type_e *type, ngx_uint_t *strict,
     const char **reason);
@@ -150,7 +160,6 @@ ngx_graph_notify_envelope_scan(u_char *p, size_t len,
 
     ngx_memzero(&env->value, sizeof(ngx_graph_notify_json_value_t));
     ngx_memzero(&env->tokens, sizeof(ngx_graph_notify_json_value_t));
-    ngx_memzero(&item, sizeof(ngx_graph_notify_envelope_item_t));
     ngx_memzero(slot, sizeof(slot));
 
     env->nitems = 0;
@@ -594,7 +603,7 @@ invalid:
 
 /* the end of a string whose text starts at p (past its closing quote) */
 
-static u_char *
+static ngx_inline u_char *
 ngx_graph_notify_json_string(u_char *p, u_char *end, ngx_uint_t *escaped,
     const char **reason)
 {
@@ -976,6 +985,12 @@ ngx_graph_notify_json_key(ngx_str_t *key, ngx_str_t *names, ngx_uint_t from,
     ngx_uint_t to)
 {
     ngx_uint_t  i;
+
+    if (key->len > 31
+        || !(NGX_GRAPH_NOTIFY_JSON_KEY_LENS & (1U << key->len)))
+    {
+        return NGX_DECLINED;
+    }
 
     for (i = from; i < to; i++) {
         if (names[i].len == key->len
