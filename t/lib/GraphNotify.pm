@@ -24,7 +24,7 @@ our @EXPORT = qw(
     start_sim sim_get sim_post sim_record sim_faults sim_stats sim_reset
     sim_count record_lines wait_for rewrite_conf sim_token
     nginx_processes stop_nginx_now kill_nginx start_nginx_again journal_files
-    post_items written_ids check_once alive
+    post_items written_ids check_once alive status_is
 );
 
 my $json = JSON::PP->new->utf8->canonical->allow_nonref;
@@ -433,6 +433,19 @@ sub wait_for {
     my $v;
     until (($v = $code->()) || time > $end) { sleep 0.1 }
     return $v;
+}
+
+# Asserts that a value of the status page ($get is given the page) becomes
+# $want.  The written counters and the queue move once the output's sync
+# has completed, a moment after the lines can be read.
+sub status_is {
+    my ($get, $want, $name, $timeout) = @_;
+    my $got;
+    wait_for(sub {
+        $got = eval { $get->(status()) };
+        defined $got && $got eq $want;
+    }, $timeout || 10);
+    return is($got, $want, $name);
 }
 
 # A Unix time as Graph writes it (UTC, ISO 8601).
