@@ -319,17 +319,19 @@ invalid mode "0440", the owner needs read and write (0600 to 0777)
 
 === TEST 12: lines a client can cause come at most once a second per kind, with counts
 --- request
-POST /graph/notify
-hello
---- error_code: 400
+GET /graph/status
+--- error_code: 200
 --- post_check
+# the first bad body, then the burst: all of them after $t0
 my $t0 = time;
+is(GraphNotify::http_post("/graph/notify", "hello")->{status}, 400, "a bad body");
 for (1 .. 5) {
     GraphNotify::http_post("/graph/notify", "hello");
     GraphNotify::http_post("/graph/notify", GraphNotify::basic_body(GraphNotify::basic_item(client_state => "wrong")));
 }
-# a line a second at most: one, unless the burst took longer (valgrind)
-my $most = 1 + int(time - $t0);
+# a line a second at most (1000 ms of NGINX's clock): one, unless the
+# burst took longer (valgrind, a loaded machine)
+my $most = 1 + int((time - $t0) / 0.999);
 cmp_ok(log_count(qr/graph_notify: request body is not JSON/), '<=', $most, "one line for six bad bodies");
 cmp_ok(log_count(qr/graph_notify: dropped 1 of 1 item/), '<=', $most, "one line for five batches with drops");
 is(status()->{rejected}, 6, "every one counted");
