@@ -55,7 +55,8 @@ GraphNotify::sim_faults(latency_ms => 1500);
 "POST /graph/notify\n" . GraphNotify::basic_body(GraphNotify::basic_item(record => $main::R[1]))
 --- error_code: 202
 --- post_check
-ok(wait_for(sub { (status()->{graph}{running} // 0) > 0 }), "a fetch in flight");
+# at the simulator, which counts a request once it has answered it
+ok(wait_for(sub { sim_stats()->{in_flight_graph} > 0 }), "a fetch in flight");
 my $old = helper_pid();
 kill 'KILL', $old;
 ok(wait_helper_pid($old), "a new helper");

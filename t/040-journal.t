@@ -151,11 +151,14 @@ main::writable();
 ok(reload_nginx(), "writable output");
 my @ids = map { "inflight-$_" } 1 .. 5;
 my $body = GraphNotify::basic_body(map { GraphNotify::basic_item(record => $_) } @ids);
+my $requests = status()->{requests};
 my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:" . Test::Nginx::Socket::server_port()) or die $!;
 print $s "POST /graph/notify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
          . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n"
          . substr($body, 0, 100);
-select undef, undef, undef, 0.3;
+# a worker reads the body (counted as it starts): the quit cannot drop the
+# connection with the listening sockets any more
+ok(wait_for(sub { status()->{requests} > $requests }), "the body is being read");
 my @pids = nginx_processes();
 kill 'QUIT', $pids[0];
 ok(wait_for(sub { log_count(qr/gracefully shutting down/) >= 1 }), "shutting down");
