@@ -341,13 +341,21 @@ our $APP_ID = '5b4f6a52-1111-4222-8333-444455556666';
 our $SECRET = 's3cr+t/=~ secret';
 my $sim_pid;
 
+# A port of the kernel's choice, held until the file ends by a socket bound
+# with SO_REUSEADDR and not listening: no other process gets it meanwhile,
+# yet the simulator (Python's servers set SO_REUSEADDR) can listen on it.
+my @held_ports;
+
 sub free_port {
-    require IO::Socket::INET;
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, Proto => 'tcp')
-        or die "no free port: $!";
-    my $port = $s->sockport;
-    close $s;
+    require Socket;
+    socket(my $s, Socket::PF_INET(), Socket::SOCK_STREAM(), 0)
+        or die "no free port: socket(): $!";
+    setsockopt($s, Socket::SOL_SOCKET(), Socket::SO_REUSEADDR(), 1)
+        or die "no free port: setsockopt(): $!";
+    bind($s, Socket::pack_sockaddr_in(0, Socket::INADDR_ANY()))
+        or die "no free port: bind(): $!";
+    my ($port) = Socket::unpack_sockaddr_in(getsockname($s));
+    push @held_ports, $s;
     return $port;
 }
 

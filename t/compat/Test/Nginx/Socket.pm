@@ -18,6 +18,7 @@ use File::Spec ();
 use HTTP::Response ();
 use IO::Select ();
 use IO::Socket::INET ();
+use Socket ();
 use List::Util qw(shuffle);
 use POSIX qw(EAGAIN EINTR EWOULDBLOCK SIGKILL SIGQUIT SIGTERM WNOHANG);
 use Scalar::Util qw(looks_like_number);
@@ -103,12 +104,23 @@ my ($PrevBlock, $Started, $NginxV);
 
 sub getset { my $ref = shift; $$ref = shift if @_; return $$ref }
 
+# A port of the kernel's choice, held for as long as this test file runs.
+# NGINX leaves it between blocks: meanwhile an outgoing connection of any
+# process could take it as its local port (it is in the ephemeral range),
+# and its TIME_WAIT would keep NGINX from binding it for a minute.  A
+# socket bound with SO_REUSEADDR but not listening keeps the port out of
+# connect() and bind(0), and lets NGINX (SO_REUSEADDR too) listen on it.
+our @HeldPorts;    # not "my": free_port() runs before this line does
+
 sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1)
-        or die "no free port: $!";
-    my $port = $s->sockport;
-    close $s;
+    socket(my $s, Socket::PF_INET(), Socket::SOCK_STREAM(), 0)
+        or die "no free port: socket(): $!";
+    setsockopt($s, Socket::SOL_SOCKET(), Socket::SO_REUSEADDR(), 1)
+        or die "no free port: setsockopt(): $!";
+    bind($s, Socket::pack_sockaddr_in(0, Socket::INADDR_ANY()))
+        or die "no free port: bind(): $!";
+    my ($port) = Socket::unpack_sockaddr_in(getsockname($s));
+    push @HeldPorts, $s;
     return $port;
 }
 
