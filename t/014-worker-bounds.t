@@ -40,6 +40,18 @@ sub peak_kb {
     return $s =~ /^VmHWM:\s+(\d+) kB/m ? $1 : 0;
 }
 
+# Seconds that the main threads of these processes have spent runnable
+# but waiting for a CPU (/proc/PID/task/PID/schedstat, second field): the
+# machine's load, not work of theirs.
+sub runq_wait {
+    my $w = 0;
+    for my $pid (@_) {
+        my $s = GraphNotify::read_file("/proc/$pid/task/$pid/schedstat") // next;
+        $w += (split ' ', $s)[1] / 1e9;
+    }
+    return $w;
+}
+
 # Posts $body; returns the status, the seconds taken and the worker's
 # growth of peak memory in MB.
 sub measured_post {
@@ -379,15 +391,20 @@ print $s "POST /graph/notify HTTP/1.1\r\nHost: localhost\r\n"
        . "\r\nConnection: close\r\n\r\n" . $body;
 my $sel = IO::Select->new($s);
 
-# handshakes on other connections until the batch is answered
-my @took;
+# handshakes on other connections until the batch is answered; each one's
+# time less what the worker's event loop and this client spent waiting
+# for a CPU meanwhile (the other processes of this shared machine)
+my $worker = main::worker_pid();
+my (@took, @net);
 my $end = time + 60 * valgrind_factor();
 until ($sel->can_read(0) || time > $end) {
     my $n = @took;
+    my $w0 = main::runq_wait($worker, $$);
     my $t0 = time;
     my $r = HTTP::Tiny->new(timeout => 5)->post(
         "http://127.0.0.1:$port/graph/notify?validationToken=tok$n", { content => '' });
     push @took, time - $t0;
+    push @net, $took[-1] - (main::runq_wait($worker, $$) - $w0);
     die "handshake: $r->{status}\n" unless $r->{status} == 200 && $r->{content} eq "tok$n";
 }
 my $took_batch = time - $start;
@@ -396,18 +413,23 @@ $s->recv($answer, 4096) while $sel->can_read(10) && length($answer) < 12;
 like($answer, qr{^HTTP/1.1 202}, "the batch answered 202");
 
 # On the event loop the batch held the worker 1.2 s, most of the time it
-# took.  This machine is shared, so the client's own scheduling shows too:
-# 99 % within 50 ms, and none takes a large part of the batch's time.
-my @sorted = sort { $a <=> $b } @took;
+# took.  This machine is shared: a process may wait for a CPU longer than
+# that (593 ms seen at a load of 11), so those waits are left out.  99 %
+# within 50 ms, and none takes a large part of the batch's time.
+my @sorted = sort { $a <=> $b } @net;
 my $n = @sorted;
 my $p99 = $sorted[int(0.99 * ($n - 1))];
+my ($slow) = sort { $took[$b] <=> $took[$a] } 0 .. $#took;
 SKIP: {
     skip "valgrind serializes threads", 3 if $vg;
     cmp_ok($n, '>=', 10, "$n handshakes answered while the batch was decrypted");
-    cmp_ok($p99, '<=', 0.05, sprintf("99 %% within 50 ms (p99 %.1f ms)", $p99 * 1000));
+    cmp_ok($p99, '<=', 0.05, sprintf("99 %% within 50 ms (p99 %.1f ms, %.1f ms "
+           . "with waits for a CPU)", $p99 * 1000,
+           (sort { $a <=> $b } @took)[int(0.99 * ($n - 1))] * 1000));
     cmp_ok($sorted[-1], '<=', 0.25 * $took_batch,
-           sprintf("the slowest in %.1f ms, the batch in %.1f ms",
-                   $sorted[-1] * 1000, $took_batch * 1000));
+           sprintf("the slowest in %.1f ms, the batch in %.1f ms (the slowest "
+                   . "with waits for a CPU: %.1f ms)", $sorted[-1] * 1000,
+                   $took_batch * 1000, $took[$slow] * 1000));
 }
 my $st = status();
 is($st->{items}{accepted}, $count, "all $count items decrypted and accepted");
