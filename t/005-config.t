@@ -4,7 +4,6 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use GraphNotify;
 use HTTP::Tiny;
-use IO::Socket::INET;
 
 no_shuffle();
 run_tests();
@@ -31,12 +30,7 @@ sub default_dirs_check {
 
         my $root = GraphNotify::servroot() . "/defaults_temp";
         mkdir $_ for $root, "$root/logs", "$root/log", "$root/lib";
-        my $port = do {
-            my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                          LocalPort => 0, Listen => 1)
-                or die "no free port: $!";
-            $s->sockport;
-        };
+        my $port = GraphNotify::free_port();    # held until the file ends
         open my $fh, '>', "$root/nginx.conf" or die $!;
         print $fh <<"END";
 load_module $ENV{TEST_NGINX_LOAD_MODULES};
