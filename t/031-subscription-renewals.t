@@ -8,7 +8,13 @@ use GraphNotify;
 
 master_off();
 no_shuffle();
-GraphNotify::start_sim('--subscription-lifetime', 3);
+
+# Lives of 6 s: a renewal (at 50-75 % of the life) may come 1.5 s late
+# before the subscription lapses.  With 3 s lives, renewals late by 750 ms
+# on a loaded machine made Graph drop subscriptions, which were created
+# again.
+our $LIFE = 6;
+GraphNotify::start_sim('--subscription-lifetime', $LIFE);
 
 our $T = '11111111-2222-3333-4444-555555555555';
 
@@ -50,21 +56,25 @@ my ($s) = wait_for(sub { my ($x) = main::items(); $x && $x->{verdict} eq 'health
 ok($s, "healthy");
 my $subs = main::graph_subs(1);
 is(scalar @$subs, 1, "one at Graph");
-cmp_ok($s->{lifetime}, '<=', 3, "a short lifetime");
+cmp_ok($s->{lifetime}, '<=', $main::LIFE, "a short lifetime");
 my (%verdicts, $last);
-my $end = time + 15 * valgrind_factor();
+my $end = time + 30 * valgrind_factor();
 while (time < $end) {
     my ($x) = main::items();
     $verdicts{$x->{verdict}}++;
     $last = $x;
-    last if $x->{renewals} >= 6;
+    last if $x->{renewals} >= 4;
     sleep 0.25;
 }
-cmp_ok($last->{renewals}, '>=', 6, "renewed again and again");
+cmp_ok($last->{renewals}, '>=', 4, "renewed again and again");
 is($last->{id}, $s->{id}, "never recreated");
-is(join(",", sort keys %verdicts), "healthy", "healthy all along");
+# "expiring" (under a fifth of the life left) is what a renewal late by 5 %
+# of the life shows for a moment: 300 ms, which timers of a loaded machine
+# exceed (295 ms seen); never "missing" nor "failing"
+is(join(",", grep { $_ ne 'expiring' } sort keys %verdicts), "healthy", "alive all along");
+diag("a renewal late: \"expiring\" seen $verdicts{expiring} time(s)") if $verdicts{expiring};
 is(scalar @{ main::graph_subs(1) }, 1, "alive at Graph");
-cmp_ok(sim_count('subscription_update'), '>=', 6, "PATCHes");
+cmp_ok(sim_count('subscription_update'), '>=', 4, "PATCHes");
 is(sim_stats()->{by_kind_status}{'subscription_update 404'} // 0, 0, "none too late");
 
 
@@ -84,7 +94,7 @@ main::sub_config(2, '"user/{id}/callConversations"', " rich=test-key-1 users=$EN
 GET /graph/status
 --- error_code: 200
 --- post_check
-ok(wait_for(sub { my @x = main::items(); @x == 2 && !grep { $_->{renewals} < 3 } @x }), "both renewed three times");
+ok(wait_for(sub { my @x = main::items(); @x == 2 && !grep { $_->{renewals} < 3 } @x }, 40), "both renewed three times");
 my @x = main::items();
 is(join(",", sort map { $_->{resource} } @x),
    "user/1b2d3f4a-5e6f-4a8b-9c0d-1e2f3a4b5c6d/callConversations,user/8f5c2f0e-4c55-4b8e-9d3a-2a1f0b6c7d11/callConversations",
@@ -125,7 +135,7 @@ ok(wait_for(sub { my ($x) = main::items(); $x->{lifetime} > 10 }), "renewed to a
 my $d = HTTP::Tiny->new->request('DELETE', "http://127.0.0.1:$ENV{TEST_NGINX_SIM_PORT}/_sim/subscriptions/$s->{id}");
 is($d->{status}, 200, "gone from Graph without notice");
 sim_record(id => $r, startDateTime => GraphNotify::iso_time(time - 5), duration_seconds => 3);
-sim_post("/_sim/subscriptions/lifetime", { seconds => 3 });
+sim_post("/_sim/subscriptions/lifetime", { seconds => $main::LIFE });
 my ($n) = wait_for(sub { my ($x) = main::items(); $x && $x->{id} ne $s->{id} && $x->{verdict} eq 'healthy' ? $x : undef }, 40);
 ok($n, "recreated");
 is($n->{recreated}, 1, "counted");
@@ -138,17 +148,14 @@ cmp_ok(status()->{subscriptions}{backfill}{found}, '>=', 1, "counted");
 
 
 === TEST 4: forty users' one-day subscriptions: all kept alive, renewals spread within the rate budget
+# with lives of 6 s forty renewals every 3-4.5 s need 9-13 calls a second of
+# the 20 (with 3 s lives they needed 18-27, more than the budget)
 --- http_config eval
 main::sub_config(4, '"user/{id}/callConversations"', " rich=test-key-1 users=$ENV{TEST_NGINX_HTML_DIR}/users.txt")
 . "    graph_notify_decryption_key test-key-1 $ENV{TEST_NGINX_TOP}/t/data/enc-test.crt $ENV{TEST_NGINX_TOP}/t/data/enc-test.key;\n"
 . "    graph_notify_rate 20;\n"
 --- user_files eval
 [["users.txt", CORE::join("", map { sprintf "%08x-0000-4000-8000-%012d\n", $_, $_ } 1 .. 40)]]
---- init
-# Lives of 8 s: forty renewals every 4-6 s need 7-10 calls a second of the
-# 20.  Lives of 3 s needed 18-27, more than the budget: they held only
-# while the simulator answered within about 200 ms (4 calls at once).
-GraphNotify::sim_post("/_sim/subscriptions/lifetime", { seconds => 8 });
 --- request
 GET /graph/status
 --- error_code: 200
@@ -168,4 +175,3 @@ cmp_ok($max, '<=', 20 + 4, "at most graph_notify_rate (20) calls in any second, 
 my %s;
 $s{int($_ * 4)}++ for @t[-40 .. -1];
 cmp_ok(scalar(keys %s), '>=', 4, "the last forty calls spread over quarter seconds, not in one burst");
-sim_post("/_sim/subscriptions/lifetime", { seconds => 3 });
