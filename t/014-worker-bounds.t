@@ -293,9 +293,14 @@ is($st->{items}{decryptFailures}, 2, "as decryption failures");
 wait_lines(1);
 my $f = output_file();
 is(sprintf("%04o", (stat $f)[2] & 07777), "0640", "created 0640");
+my $helper = helper_pid();
 rename $f, "$f.1" or die $!;
 kill 'USR1', nginx_pid();
-ok(wait_for(sub { -e $f }, 10), "reopened");
+# the master creates the new file, then each process reopens on its own:
+# wait for the helper, the one that writes
+ok(wait_for(sub { log_count(qr/ $helper#\d+: reopening logs/) }, 10),
+   "the helper reopened its files");
+ok(-e $f, "reopened");
 is(sprintf("%04o", (stat $f)[2] & 07777), "0640", "created 0640 on reopen");
 is(GraphNotify::http_post("/graph/notify", GraphNotify::basic_body())->{status}, 202, "accepted");
 ok(wait_for(sub { -s $f }, 10), "written to the new file");
