@@ -25,7 +25,7 @@
 /* how much lower than the worker the threads of the pool run (nice) */
 #define NGX_GRAPH_NOTIFY_THREAD_NICE    5
 
-/* bodies up to this size are read on the event loop (under 0.1 ms) */
+/* bodies up to this size are read on the event loop (about 0.2 ms) */
 #define NGX_GRAPH_NOTIFY_INLINE_BODY    (64 * 1024)
 
 /* kinds of rejected requests with a rate-limited log line of their own */
@@ -456,10 +456,10 @@ ngx_graph_notify_body_handler(ngx_http_request_t *r)
 
     /*
      * Reading a large body, and making the lines of its items, still
-     * takes milliseconds (about 1.2 ns a byte for the scan alone: 5 ms
-     * for 4 MiB): it goes to the thread pool too.  Small ones, the usual
-     * Graph batch, are read here at once, which costs less than handing
-     * them over.
+     * takes milliseconds (the scan alone about 11 instructions a byte,
+     * 45 million for 4 MiB, against 160 for jansson's parse): it goes to
+     * the thread pool too.  Small ones, the usual Graph batch, are read
+     * here at once, which costs less than handing them over.
      */
 
     if (gmcf->thread_pool && body.len > NGX_GRAPH_NOTIFY_INLINE_BODY) {
