@@ -3,6 +3,8 @@
 #   make                build build/ngx_http_graph_notify_module.so
 #   make test           run the test suite (t/*.t)
 #   make test-valgrind  the same suite with NGINX under valgrind
+#   make fuzz           the intake's differential fuzz test against jansson
+#                       (scripts/fuzz; FUZZ_SECONDS=60 by default)
 #   make demo           the main job, against a local Graph simulator
 #   make bench          the benchmarks (scripts/bench)
 #   make deb            the Debian package, in build/deb (scripts/deb)
@@ -22,8 +24,8 @@ PROVE_ARGS ?= -r t/
 
 export NGINX_SRC BUILD
 
-.PHONY: all setup test test-valgrind demo bench deb deb-smoke contrib-check \
-        clean
+.PHONY: all setup test test-valgrind fuzz demo bench deb deb-smoke \
+        contrib-check clean
 
 all: $(MODULE)
 
@@ -39,6 +41,9 @@ test: $(MODULE)
 test-valgrind: $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) scripts/test --valgrind \
 	    $(PROVE_ARGS)
+
+fuzz: $(MODULE)
+	scripts/fuzz
 
 demo: $(MODULE)
 	NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) scripts/demo
