@@ -148,12 +148,10 @@ fuzz_fail(const char *what, const u_char *data, size_t len)
 {
     size_t  i;
 
-    fprintf(stderr, "\nFINDING: %s\ninput (%zu bytes): \"", what, len);
+    fprintf(stderr, "\nFINDING: %s\ninput (%zu bytes): ", what, len);
 
-    for (i = 0; i < len && i < 2048; i++) {
-        if (data[i] >= 0x20 && data[i] < 0x7f && data[i] != '"'
-            && data[i] != '\\')
-        {
+    for (i = 0; i < len && i < 1024; i++) {
+        if (data[i] >= 0x20 && data[i] < 0x7f && data[i] != '\\') {
             fputc(data[i], stderr);
 
         } else {
@@ -161,7 +159,7 @@ fuzz_fail(const char *what, const u_char *data, size_t len)
         }
     }
 
-    fprintf(stderr, "%s\"\n", i < len ? "..." : "");
+    fprintf(stderr, "%s\n", i < len ? "..." : "");
 
     abort();
 }
