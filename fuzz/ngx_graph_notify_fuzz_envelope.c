@@ -1357,14 +1357,15 @@ fuzz_envelope_item(ngx_graph_notify_envelope_item_t *item, json_t *elem,
         free(bufs[i]);
     }
 
-    /* every object item's line, accepted or not, with its kind if any */
+    /*
+     * every object item's line, accepted or not (with its kind if any),
+     * even with a field twice: jansson keeps the last of a key, in the
+     * item and in the line alike
+     */
 
-    if (!dup) {
-        fuzz_envelope_line(item, elem,
-                           want.decision == FUZZ_ACCEPTED ? want.kind
-                                                          : "basic",
-                           data, len);
-    }
+    fuzz_envelope_line(item, elem,
+                       want.decision == FUZZ_ACCEPTED ? want.kind : "basic",
+                       data, len);
 }
 
 
