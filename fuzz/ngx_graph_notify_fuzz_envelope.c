@@ -25,9 +25,7 @@
 #include <math.h>
 
 #include "ngx_graph_notify_bounds.h"
-#if (NGX_GRAPH_NOTIFY_FUZZ_ENVELOPE)
 #include "ngx_graph_notify_envelope.h"
-#endif
 
 
 #define FUZZ_RECEIVED  "2026-12-01T00:00:00.000Z"
@@ -135,10 +133,8 @@ static void fuzz_decide(json_t *item, fuzz_item_t *out);
 static json_t *fuzz_line(json_t *item, const char *kind);
 static void fuzz_check_line(json_t *line, const u_char *data, size_t len);
 static void fuzz_one(u_char *data, size_t len);
-#if (NGX_GRAPH_NOTIFY_FUZZ_ENVELOPE)
 static void fuzz_envelope(u_char *data, size_t len, json_t *root,
     ngx_graph_notify_scan_e *scan);
-#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -669,17 +665,13 @@ fuzz_one(u_char *data, size_t len)
         }
     }
 
-#if (NGX_GRAPH_NOTIFY_FUZZ_ENVELOPE)
     fuzz_envelope(data, len, root, scan);
-#endif
 
     if (root) {
         json_decref(root);
     }
 }
 
-
-#if (NGX_GRAPH_NOTIFY_FUZZ_ENVELOPE)
 
 /*
  * The module's scanner against the oracle.  What the scanner reports of
@@ -1539,8 +1531,6 @@ fuzz_envelope(u_char *data, size_t len, json_t *root,
 
     free(c.items);
 }
-
-#endif
 
 
 int

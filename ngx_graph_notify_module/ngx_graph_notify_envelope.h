@@ -203,7 +203,8 @@ void ngx_graph_notify_envelope_string(ngx_graph_notify_json_value_t *v,
 /*
  * A value of an accepted scan copied to dst without the whitespace
  * between its tokens (strings unchanged, escapes as sent); at most
- * (end - start) bytes.  Returns the end of what was written.
+ * (end - start) bytes, and 2 more for a string (its quotes, which
+ * [start, end) leaves out).  Returns the end of what was written.
  */
 u_char *ngx_graph_notify_envelope_compact(u_char *dst,
     ngx_graph_notify_json_value_t *v);
