@@ -90,10 +90,14 @@ static const char  *fuzz_tenants[] = {
 };
 
 
-/* the module's defaults, and bounds small enough for the fuzzer to pass */
+/*
+ * The module's defaults, bounds small enough for the fuzzer to pass, and
+ * none (0 is no bound to the scanner; the worker never configures it).
+ */
 static fuzz_bounds_t  fuzz_bounds[] = {
     { 1000, 512 * 1024, 1000 * NGX_GRAPH_NOTIFY_TOKENS_PER_ITEM },
-    { 4, 1024, 4 * NGX_GRAPH_NOTIFY_TOKENS_PER_ITEM }
+    { 4, 1024, 4 * NGX_GRAPH_NOTIFY_TOKENS_PER_ITEM },
+    { 0, 0, 0 }
 };
 
 #define FUZZ_BOUNDS_N  (sizeof(fuzz_bounds) / sizeof(fuzz_bounds[0]))
@@ -208,11 +212,11 @@ fuzz_walk_value(fuzz_walk_t *w, ngx_uint_t level, ngx_uint_t *items)
 
     fuzz_ws(w);
 
-    if (++w->tokens > w->bounds->max_tokens) {
+    if (++w->tokens > w->bounds->max_tokens && w->bounds->max_tokens) {
         return FUZZ_SCAN_TOKENS;
     }
 
-    if (items && ++*items > w->bounds->max_items) {
+    if (items && ++*items > w->bounds->max_items && w->bounds->max_items) {
         return FUZZ_SCAN_ITEMS;
     }
 
@@ -282,7 +286,7 @@ fuzz_walk_value(fuzz_walk_t *w, ngx_uint_t level, ngx_uint_t *items)
 
             fuzz_ws(w);
 
-            if (elements
+            if (elements && w->bounds->max_item_size
                 && (size_t) (w->p - start) > w->bounds->max_item_size)
             {
                 return FUZZ_SCAN_ITEM_SIZE;
