@@ -1441,6 +1441,16 @@ fuzz_envelope(u_char *data, size_t len, json_t *root,
 
         rc = ngx_graph_notify_envelope_scan(data, len, &env);
 
+        /* a refused body is logged with the reason and the byte's offset */
+
+        if ((rc == NGX_GRAPH_NOTIFY_ENVELOPE_INVALID
+             || rc == NGX_GRAPH_NOTIFY_ENVELOPE_STRICT)
+            && (env.reason == NULL || env.error == NULL || env.error < data
+                || env.error > data + len))
+        {
+            fuzz_fail("a refused body has no reason or no offset", data, len);
+        }
+
         /* what the worker answered */
 
         if (root == NULL) {
