@@ -36,6 +36,8 @@
 #define NGX_GRAPH_NOTIFY_SUB_LOCK_RETRY  1000
 #define NGX_GRAPH_NOTIFY_SUB_USERS_MAX   (16 * 1024 * 1024)
 #define NGX_GRAPH_NOTIFY_SUB_PAGES_MAX   10000
+/* room for the path and query after Graph's URL */
+#define NGX_GRAPH_NOTIFY_SUB_PATH        512
 
 /* Graph's limits per resource, minutes */
 #define NGX_GRAPH_NOTIFY_SUB_MAX_RECORDS 4230
@@ -189,7 +191,7 @@ typedef struct {
 
     ngx_array_t                     subs;        /* sub_t */
     ngx_array_t                     lists;       /* sub_list_t */
-    ngx_array_t                     backfills;   /* backfill_t */
+    ngx_array_t                     backfills;   /* backfill_t * */
 
     ngx_queue_t                     ready;
     ngx_queue_t                     tasks;
@@ -239,7 +241,13 @@ static void ngx_graph_notify_task_pump(ngx_event_t *ev);
 static ngx_graph_notify_http_t *ngx_graph_notify_task_request(
     ngx_graph_notify_task_t *task, const char *method, ngx_str_t *url,
     json_t *body, ngx_graph_notify_http_done_pt handler);
+static ngx_int_t ngx_graph_notify_task_url(ngx_graph_notify_task_t *task,
+    ngx_str_t *next, ngx_str_t *url, const char *fmt, ...);
+static ngx_int_t ngx_graph_notify_task_next(json_t *root, ngx_str_t *next,
+    ngx_uint_t *pages);
 static void ngx_graph_notify_task_done(ngx_graph_notify_task_t *task);
+static void ngx_graph_notify_task_retry(ngx_graph_notify_task_t *task,
+    ngx_graph_notify_http_t *req);
 static ngx_msec_t ngx_graph_notify_task_backoff(ngx_graph_notify_task_t *task,
     ngx_graph_notify_http_t *req);
 static void ngx_graph_notify_list_start(ngx_graph_notify_task_t *task,
@@ -1201,7 +1209,7 @@ ngx_graph_notify_subscription_init(ngx_cycle_t *cycle,
                           sizeof(ngx_graph_notify_sub_list_t))
            != NGX_OK
         || ngx_array_init(&m->backfills, cycle->pool, 4,
-                          sizeof(ngx_graph_notify_backfill_t))
+                          sizeof(ngx_graph_notify_backfill_t *))
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -1845,6 +1853,97 @@ ngx_graph_notify_task_request(ngx_graph_notify_task_t *task,
 }
 
 
+/*
+ * The URL of a task's request, in its pool: the next page's link that
+ * ngx_graph_notify_task_next() kept, if any, else Graph's URL followed by
+ * the formatted path.
+ */
+
+static ngx_int_t
+ngx_graph_notify_task_url(ngx_graph_notify_task_t *task, ngx_str_t *next,
+    ngx_str_t *url, const char *fmt, ...)
+{
+    u_char                   *p, *last;
+    size_t                    size;
+    va_list                   args;
+    ngx_graph_notify_subs_t  *m;
+
+    if (next && next->len) {
+        url->len = next->len;
+        url->data = ngx_pnalloc(task->pool, url->len);
+
+        if (url->data) {
+            ngx_memcpy(url->data, next->data, url->len);
+        }
+
+        ngx_free(next->data);
+        ngx_str_null(next);
+
+        return url->data ? NGX_OK : NGX_ERROR;
+    }
+
+    m = ngx_graph_notify_subs;
+
+    size = m->gmcf->graph_url.len + NGX_GRAPH_NOTIFY_SUB_PATH;
+
+    url->data = ngx_pnalloc(task->pool, size);
+    if (url->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = url->data + size;
+    p = ngx_cpymem(url->data, m->gmcf->graph_url.data,
+                   m->gmcf->graph_url.len);
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(p, last, fmt, args);
+    va_end(args);
+
+    if (p == last) {
+        /* cut short */
+        return NGX_ERROR;
+    }
+
+    url->len = p - url->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A page's "@odata.nextLink", kept for the next request across the pool of
+ * this one: NGX_OK if there is a next page, NGX_DONE at the last one (or
+ * after NGX_GRAPH_NOTIFY_SUB_PAGES_MAX), NGX_ERROR without memory.
+ */
+
+static ngx_int_t
+ngx_graph_notify_task_next(json_t *root, ngx_str_t *next, ngx_uint_t *pages)
+{
+    size_t   len;
+    json_t  *link;
+
+    ngx_str_null(next);
+
+    link = json_object_get(root, "@odata.nextLink");
+
+    if (!json_is_string(link) || ++*pages >= NGX_GRAPH_NOTIFY_SUB_PAGES_MAX) {
+        return NGX_DONE;
+    }
+
+    len = json_string_length(link);
+
+    next->data = ngx_alloc(len, ngx_cycle->log);
+    if (next->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(next->data, json_string_value(link), len);
+    next->len = len;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_graph_notify_task_done(ngx_graph_notify_task_t *task)
 {
@@ -1867,6 +1966,27 @@ ngx_graph_notify_task_done(ngx_graph_notify_task_t *task)
     {
         ngx_post_event(&m->pump, &ngx_posted_events);
     }
+}
+
+
+/* a failed request, or one not sent: the task again after its backoff */
+
+static void
+ngx_graph_notify_task_retry(ngx_graph_notify_task_t *task,
+    ngx_graph_notify_http_t *req)
+{
+    ngx_msec_t  delay;
+
+    if (req && req->status == 401) {
+        /* a token Graph no longer takes: the next attempt gets a new one */
+        ngx_graph_notify_token_invalidate(task->tenant, &task->bearer);
+    }
+
+    /* before the pool that holds the request goes */
+    delay = ngx_graph_notify_task_backoff(task, req);
+
+    ngx_graph_notify_task_done(task);
+    ngx_graph_notify_task_schedule(task, delay);
 }
 
 
@@ -1902,54 +2022,26 @@ ngx_graph_notify_task_backoff(ngx_graph_notify_task_t *task,
 static void
 ngx_graph_notify_list_start(ngx_graph_notify_task_t *task, ngx_str_t *bearer)
 {
-    u_char                       *p;
     ngx_str_t                     url;
-    ngx_graph_notify_subs_t      *m;
     ngx_graph_notify_sub_list_t  *l;
 
-    m = ngx_graph_notify_subs;
     l = (ngx_graph_notify_sub_list_t *) task;
 
-    if (l->next.len) {
-        /* the next page's link, copied into this request's pool */
-        url.len = l->next.len;
-        url.data = ngx_pnalloc(task->pool, url.len);
+    /* the first page: the listing starts */
 
-        if (url.data) {
-            ngx_memcpy(url.data, l->next.data, url.len);
-        }
-
-        ngx_free(l->next.data);
-        ngx_str_null(&l->next);
-
-        if (url.data == NULL) {
-            goto failed;
-        }
-
-    } else {
-        url.len = m->gmcf->graph_url.len + l->version.len
-                  + sizeof("//subscriptions");
-        url.data = ngx_pnalloc(task->pool, url.len);
-
-        if (url.data == NULL) {
-            goto failed;
-        }
-
-        p = ngx_sprintf(url.data, "%V/%V/subscriptions", &m->gmcf->graph_url,
-                        &l->version);
-        url.len = p - url.data;
-
+    if (l->next.len == 0 && l->items == NULL) {
+        l->items = json_array();
         if (l->items == NULL) {
-            l->items = json_array();
-            if (l->items == NULL) {
-                goto failed;
-            }
+            goto failed;
         }
     }
 
-    if (ngx_graph_notify_task_request(task, "GET", &url, NULL,
-                                      ngx_graph_notify_list_response)
-        != NULL)
+    if (ngx_graph_notify_task_url(task, &l->next, &url, "/%V/subscriptions",
+                                  &l->version)
+        == NGX_OK
+        && ngx_graph_notify_task_request(task, "GET", &url, NULL,
+                                         ngx_graph_notify_list_response)
+           != NULL)
     {
         return;
     }
@@ -1962,18 +2054,14 @@ failed:
     l->items = NULL;
     l->pages = 0;
 
-    ngx_graph_notify_task_done(task);
-    ngx_graph_notify_task_schedule(task, ngx_graph_notify_task_backoff(task,
-                                                                      NULL));
+    ngx_graph_notify_task_retry(task, NULL);
 }
 
 
 static void
 ngx_graph_notify_list_response(ngx_graph_notify_http_t *req)
 {
-    json_t                       *root, *value, *next;
-    size_t                        len;
-    ngx_msec_t                    delay;
+    json_t                       *root, *value;
     ngx_graph_notify_task_t      *task;
     ngx_graph_notify_sub_list_t  *l;
     u_char                        code[NGX_GRAPH_NOTIFY_SUB_CODE];
@@ -1986,25 +2074,11 @@ ngx_graph_notify_list_response(ngx_graph_notify_http_t *req)
         root = ngx_graph_notify_sub_json(&req->body);
         value = json_object_get(root, "value");
 
-        if (json_is_array(value)) {
+        if (json_is_array(value)
+            && ngx_graph_notify_task_next(root, &l->next, &l->pages)
+               != NGX_ERROR)
+        {
             (void) json_array_extend(l->items, value);
-
-            next = json_object_get(root, "@odata.nextLink");
-            ngx_str_null(&l->next);
-
-            if (json_is_string(next)
-                && ++l->pages < NGX_GRAPH_NOTIFY_SUB_PAGES_MAX)
-            {
-                /* kept across the pool of the next request */
-                len = json_string_length(next);
-                l->next.data = ngx_alloc(len, ngx_cycle->log);
-
-                if (l->next.data) {
-                    ngx_memcpy(l->next.data, json_string_value(next), len);
-                    l->next.len = len;
-                }
-            }
-
             json_decref(root);
 
             ngx_graph_notify_task_done(task);
@@ -2031,10 +2105,6 @@ ngx_graph_notify_list_response(ngx_graph_notify_http_t *req)
 
     ngx_graph_notify_sub_error(req, code, message);
 
-    if (req->status == 401) {
-        ngx_graph_notify_token_invalidate(task->tenant, &task->bearer);
-    }
-
     if (!l->failing || l->failing != (ngx_uint_t) req->status + 1) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "graph_notify: listing the subscriptions of tenant %V "
@@ -2043,8 +2113,6 @@ ngx_graph_notify_list_response(ngx_graph_notify_http_t *req)
                       task->tenant, req->status, code, message);
         l->failing = req->status + 1;
     }
-
-    delay = ngx_graph_notify_task_backoff(task, req);
 
     if (l->next.len) {
         ngx_free(l->next.data);
@@ -2055,8 +2123,7 @@ ngx_graph_notify_list_response(ngx_graph_notify_http_t *req)
     l->items = NULL;
     l->pages = 0;
 
-    ngx_graph_notify_task_done(task);
-    ngx_graph_notify_task_schedule(task, delay);
+    ngx_graph_notify_task_retry(task, req);
 }
 
 
@@ -2361,34 +2428,22 @@ static void
 ngx_graph_notify_delete_start(ngx_graph_notify_task_t *task,
     ngx_str_t *bearer)
 {
-    u_char                         *p;
     ngx_str_t                       url;
-    ngx_graph_notify_subs_t        *m;
     ngx_graph_notify_sub_delete_t  *d;
 
-    m = ngx_graph_notify_subs;
     d = (ngx_graph_notify_sub_delete_t *) task;
 
-    url.len = m->gmcf->graph_url.len + d->version.len + d->id.len
-              + sizeof("//subscriptions/");
-    url.data = ngx_pnalloc(task->pool, url.len);
-
-    if (url.data) {
-        p = ngx_sprintf(url.data, "%V/%V/subscriptions/%V",
-                        &m->gmcf->graph_url, &d->version, &d->id);
-        url.len = p - url.data;
-
-        if (ngx_graph_notify_task_request(task, "DELETE", &url, NULL,
-                                          ngx_graph_notify_delete_response)
-            != NULL)
-        {
-            return;
-        }
+    if (ngx_graph_notify_task_url(task, NULL, &url, "/%V/subscriptions/%V",
+                                  &d->version, &d->id)
+        == NGX_OK
+        && ngx_graph_notify_task_request(task, "DELETE", &url, NULL,
+                                         ngx_graph_notify_delete_response)
+           != NULL)
+    {
+        return;
     }
 
-    ngx_graph_notify_task_done(task);
-    ngx_graph_notify_task_schedule(task, ngx_graph_notify_task_backoff(task,
-                                                                      NULL));
+    ngx_graph_notify_task_retry(task, NULL);
 }
 
 
@@ -2434,41 +2489,34 @@ ngx_graph_notify_delete_response(ngx_graph_notify_http_t *req)
 static void
 ngx_graph_notify_sub_start(ngx_graph_notify_task_t *task, ngx_str_t *bearer)
 {
-    u_char                   *p;
     json_t                   *body;
     ngx_str_t                 url;
     const char               *method;
     ngx_graph_notify_sub_t   *s;
-    ngx_graph_notify_subs_t  *m;
     u_char                    expires[sizeof("1970-01-01T00:00:00Z")];
 
-    m = ngx_graph_notify_subs;
     s = (ngx_graph_notify_sub_t *) task;
 
     if (s->id_len == 0) {
         s->op = NGX_GRAPH_NOTIFY_OP_CREATE;
     }
 
-    url.len = m->gmcf->graph_url.len + s->conf->version.len + s->id_len
-              + sizeof("//subscriptions//reauthorize");
-    url.data = ngx_pnalloc(task->pool, url.len);
+    /* .../subscriptions, .../subscriptions/ID[/reauthorize] */
 
-    if (url.data == NULL) {
+    if (ngx_graph_notify_task_url(task, NULL, &url,
+                                  "/%V/subscriptions%s%*s%s",
+                                  &s->conf->version,
+                                  s->op == NGX_GRAPH_NOTIFY_OP_CREATE
+                                  ? "" : "/",
+                                  s->op == NGX_GRAPH_NOTIFY_OP_CREATE
+                                  ? (size_t) 0 : s->id_len,
+                                  s->id,
+                                  s->op == NGX_GRAPH_NOTIFY_OP_REAUTHORIZE
+                                  ? "/reauthorize" : "")
+        != NGX_OK)
+    {
         goto failed;
     }
-
-    p = ngx_sprintf(url.data, "%V/%V/subscriptions", &m->gmcf->graph_url,
-                    &s->conf->version);
-
-    if (s->op != NGX_GRAPH_NOTIFY_OP_CREATE) {
-        p = ngx_sprintf(p, "/%*s", s->id_len, s->id);
-    }
-
-    if (s->op == NGX_GRAPH_NOTIFY_OP_REAUTHORIZE) {
-        p = ngx_cpymem(p, "/reauthorize", sizeof("/reauthorize") - 1);
-    }
-
-    url.len = p - url.data;
 
     *ngx_graph_notify_sub_time(expires, ngx_time() + s->conf->expiry) = '\0';
 
@@ -2569,9 +2617,7 @@ ngx_graph_notify_sub_start(ngx_graph_notify_task_t *task, ngx_str_t *bearer)
 
 failed:
 
-    ngx_graph_notify_task_done(task);
-    ngx_graph_notify_task_schedule(task, ngx_graph_notify_task_backoff(task,
-                                                                      NULL));
+    ngx_graph_notify_task_retry(task, NULL);
 }
 
 
@@ -3053,9 +3099,9 @@ static void
 ngx_graph_notify_backfill_start(ngx_graph_notify_task_t *task,
     ngx_str_t *bearer)
 {
-    u_char                       *p;
     time_t                        from, floor;
     ngx_str_t                     url;
+    ngx_uint_t                    first;
     ngx_graph_notify_subs_t      *m;
     ngx_graph_notify_backfill_t  *b;
     u_char                        f[sizeof("1970-01-01T00:00:00Z")];
@@ -3064,22 +3110,9 @@ ngx_graph_notify_backfill_start(ngx_graph_notify_task_t *task,
     m = ngx_graph_notify_subs;
     b = (ngx_graph_notify_backfill_t *) task;
 
-    if (b->next.len) {
-        url.len = b->next.len;
-        url.data = ngx_pnalloc(task->pool, url.len);
+    first = (b->next.len == 0);
 
-        if (url.data) {
-            ngx_memcpy(url.data, b->next.data, url.len);
-        }
-
-        ngx_free(b->next.data);
-        ngx_str_null(&b->next);
-
-        if (url.data == NULL) {
-            goto failed;
-        }
-
-    } else {
+    if (first) {
         if (b->wanted == 0) {
             ngx_graph_notify_task_done(task);
             return;
@@ -3107,20 +3140,21 @@ ngx_graph_notify_backfill_start(ngx_graph_notify_task_t *task,
 
         *ngx_graph_notify_sub_time(f, from) = '\0';
         *ngx_graph_notify_sub_time(t, b->to + 1) = '\0';
+    }
 
-        url.len = m->gmcf->graph_url.len + 256;
-        url.data = ngx_pnalloc(task->pool, url.len);
+    /* the first page, or the next page's link */
 
-        if (url.data == NULL) {
-            goto failed;
-        }
+    if (ngx_graph_notify_task_url(task, &b->next, &url,
+                                  "/v1.0/communications/callRecords"
+                                  "?$filter=startDateTime%%20ge%%20%s"
+                                  "%%20and%%20startDateTime%%20lt%%20%s",
+                                  f, t)
+        != NGX_OK)
+    {
+        goto failed;
+    }
 
-        p = ngx_sprintf(url.data, "%V/v1.0/communications/callRecords"
-                        "?$filter=startDateTime%%20ge%%20%s%%20and%%20"
-                        "startDateTime%%20lt%%20%s",
-                        &m->gmcf->graph_url, f, t);
-        url.len = p - url.data;
-
+    if (first) {
         m->sh->backfill_runs++;
         m->sh->backfill_last = b->to;
 
@@ -3144,19 +3178,15 @@ failed:
         b->wanted = b->from;
     }
 
-    ngx_graph_notify_task_done(task);
-    ngx_graph_notify_task_schedule(task, ngx_graph_notify_task_backoff(task,
-                                                                      NULL));
+    ngx_graph_notify_task_retry(task, NULL);
 }
 
 
 static void
 ngx_graph_notify_backfill_response(ngx_graph_notify_http_t *req)
 {
-    json_t                       *root, *value, *next;
-    size_t                        len;
+    json_t                       *root, *value;
     ngx_int_t                     rc;
-    ngx_msec_t                    delay;
     ngx_graph_notify_task_t      *task;
     ngx_graph_notify_subs_t      *m;
     ngx_graph_notify_backfill_t  *b;
@@ -3174,21 +3204,11 @@ ngx_graph_notify_backfill_response(ngx_graph_notify_http_t *req)
         if (json_is_array(value)) {
             rc = ngx_graph_notify_backfill_page(b, value);
 
-            next = json_object_get(root, "@odata.nextLink");
-
-            if (rc == NGX_OK && json_is_string(next)
-                && ++b->pages < NGX_GRAPH_NOTIFY_SUB_PAGES_MAX)
+            if (rc == NGX_OK
+                && ngx_graph_notify_task_next(root, &b->next, &b->pages)
+                   == NGX_ERROR)
             {
-                len = json_string_length(next);
-                b->next.data = ngx_alloc(len, m->log);
-
-                if (b->next.data == NULL) {
-                    rc = NGX_ERROR;
-
-                } else {
-                    ngx_memcpy(b->next.data, json_string_value(next), len);
-                    b->next.len = len;
-                }
+                rc = NGX_ERROR;
             }
         }
 
@@ -3216,10 +3236,6 @@ ngx_graph_notify_backfill_response(ngx_graph_notify_http_t *req)
         return;
     }
 
-    if (req->status == 401) {
-        ngx_graph_notify_token_invalidate(task->tenant, &task->bearer);
-    }
-
     ngx_log_error(NGX_LOG_ERR, m->log, 0,
                   "graph_notify: listing call records of tenant %V failed "
                   "(%l); retrying with backoff (the app needs "
@@ -3229,10 +3245,7 @@ ngx_graph_notify_backfill_response(ngx_graph_notify_http_t *req)
         b->wanted = b->from;
     }
 
-    delay = ngx_graph_notify_task_backoff(task, req);
-
-    ngx_graph_notify_task_done(task);
-    ngx_graph_notify_task_schedule(task, delay);
+    ngx_graph_notify_task_retry(task, req);
 }
 
 
