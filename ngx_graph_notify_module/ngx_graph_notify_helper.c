@@ -6,6 +6,7 @@
 
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_subscription.h"
+#include "ngx_graph_notify_subscription_events.h"
 #include "ngx_graph_notify_journal.h"
 #include "ngx_graph_notify_jwt.h"
 #include "ngx_graph_notify_commit.h"

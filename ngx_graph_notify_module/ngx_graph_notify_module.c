@@ -5,7 +5,7 @@
 
 
 #include "ngx_graph_notify.h"
-#include "ngx_graph_notify_subscription.h"
+#include "ngx_graph_notify_subscription_conf.h"
 #include "ngx_graph_notify_jwt.h"
 #include "ngx_graph_notify_commit.h"
 #include "ngx_graph_notify_conf_file.h"

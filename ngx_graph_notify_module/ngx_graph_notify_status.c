@@ -5,7 +5,7 @@
 
 
 #include "ngx_graph_notify.h"
-#include "ngx_graph_notify_subscription.h"
+#include "ngx_graph_notify_subscription_status.h"
 #include "ngx_graph_notify_jwt.h"
 
 
