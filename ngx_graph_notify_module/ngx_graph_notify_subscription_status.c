@@ -18,6 +18,10 @@ static const char *ngx_graph_notify_sub_verdict(
     ngx_graph_notify_sub_shm_t *e, int64_t now);
 static ngx_slab_pool_t *ngx_graph_notify_sub_zone(
     ngx_graph_notify_main_conf_t *gmcf);
+static ngx_graph_notify_subs_shm_t *ngx_graph_notify_sub_status_lock(
+    ngx_graph_notify_main_conf_t *gmcf, time_t *now, int64_t *now_ms);
+static void ngx_graph_notify_sub_status_unlock(
+    ngx_graph_notify_main_conf_t *gmcf);
 
 
 static const char *
@@ -57,6 +61,40 @@ ngx_graph_notify_sub_zone(ngx_graph_notify_main_conf_t *gmcf)
 }
 
 
+/* the status of the subscriptions, locked, and the time it is read at */
+
+static ngx_graph_notify_subs_shm_t *
+ngx_graph_notify_sub_status_lock(ngx_graph_notify_main_conf_t *gmcf,
+    time_t *now, int64_t *now_ms)
+{
+    ngx_slab_pool_t  *shpool;
+
+    shpool = ngx_graph_notify_sub_zone(gmcf);
+
+    if (shpool == NULL) {
+        return NULL;
+    }
+
+    *now = ngx_time();
+    *now_ms = ngx_graph_notify_sub_now();
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    return shpool->data;
+}
+
+
+static void
+ngx_graph_notify_sub_status_unlock(ngx_graph_notify_main_conf_t *gmcf)
+{
+    ngx_slab_pool_t  *shpool;
+
+    shpool = ngx_graph_notify_sub_zone(gmcf);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
 size_t
 ngx_graph_notify_subscription_status_size(ngx_graph_notify_main_conf_t *gmcf)
 {
@@ -76,22 +114,15 @@ ngx_graph_notify_subscription_status_json(ngx_graph_notify_main_conf_t *gmcf,
     time_t                        now;
     int64_t                       now_ms;
     ngx_uint_t                    i;
-    ngx_slab_pool_t              *shpool;
     ngx_graph_notify_sub_shm_t   *e;
     ngx_graph_notify_subs_shm_t  *sh;
     u_char                        at[sizeof("1970-01-01T00:00:00Z")];
 
-    shpool = ngx_graph_notify_sub_zone(gmcf);
+    sh = ngx_graph_notify_sub_status_lock(gmcf, &now, &now_ms);
 
-    if (shpool == NULL) {
+    if (sh == NULL) {
         return p;
     }
-
-    sh = shpool->data;
-    now = ngx_time();
-    now_ms = ngx_graph_notify_sub_now();
-
-    ngx_shmtx_lock(&shpool->mutex);
 
     p = ngx_slprintf(p, last,
                      ",\"subscriptions\":{\"renewer\":%P,"
@@ -133,7 +164,7 @@ ngx_graph_notify_subscription_status_json(ngx_graph_notify_main_conf_t *gmcf,
                          ngx_graph_notify_sub_verdict(e, now_ms));
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_graph_notify_sub_status_unlock(gmcf);
 
     return ngx_slprintf(p, last, "]}");
 }
@@ -147,7 +178,6 @@ ngx_graph_notify_subscription_status_prometheus(
     int64_t                       now_ms;
     ngx_uint_t                    i, k;
     const char                   *verdict;
-    ngx_slab_pool_t              *shpool;
     ngx_graph_notify_sub_shm_t   *e;
     ngx_graph_notify_subs_shm_t  *sh;
 
@@ -167,17 +197,11 @@ ngx_graph_notify_subscription_status_prometheus(
         "gauge", "gauge", "gauge", "gauge", "counter"
     };
 
-    shpool = ngx_graph_notify_sub_zone(gmcf);
+    sh = ngx_graph_notify_sub_status_lock(gmcf, &now, &now_ms);
 
-    if (shpool == NULL) {
+    if (sh == NULL) {
         return p;
     }
-
-    sh = shpool->data;
-    now = ngx_time();
-    now_ms = ngx_graph_notify_sub_now();
-
-    ngx_shmtx_lock(&shpool->mutex);
 
     for (k = 0; k < 5; k++) {
         p = ngx_slprintf(p, last, "# HELP %s\n# TYPE %*s %s\n", help[k],
@@ -232,7 +256,7 @@ ngx_graph_notify_subscription_status_prometheus(
                      "graph_notify_backfill_records_total %ui\n",
                      sh->backfill_runs, sh->backfill_found);
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_graph_notify_sub_status_unlock(gmcf);
 
     return p;
 }
