@@ -616,41 +616,6 @@ ngx_graph_notify_sub_publish(ngx_graph_notify_sub_t *s)
 }
 
 
-ngx_int_t
-ngx_graph_notify_subscription_rotate(ngx_str_t *subscription_id,
-    ngx_str_t *certificate, ngx_str_t *certificate_id)
-{
-    ngx_graph_notify_sub_t   *s;
-    ngx_graph_notify_subs_t  *m;
-
-    m = ngx_graph_notify_subs;
-
-    if (m == NULL || !m->locked) {
-        return NGX_DECLINED;
-    }
-
-    s = ngx_graph_notify_sub_find(subscription_id);
-
-    if (s == NULL) {
-        return NGX_DECLINED;
-    }
-
-    s->certificate.data = ngx_pstrdup(m->cycle->pool, certificate);
-    s->certificate_id.data = ngx_pstrdup(m->cycle->pool, certificate_id);
-
-    if (s->certificate.data == NULL || s->certificate_id.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    s->certificate.len = certificate->len;
-    s->certificate_id.len = certificate_id->len;
-
-    ngx_graph_notify_sub_act(s, NGX_GRAPH_NOTIFY_OP_ROTATE);
-
-    return NGX_OK;
-}
-
-
 static int64_t
 ngx_graph_notify_sub_parse_time(const char *s)
 {

@@ -22,13 +22,5 @@ void ngx_graph_notify_sub_recreate(ngx_graph_notify_sub_t *s,
     const char *why);
 void ngx_graph_notify_sub_publish(ngx_graph_notify_sub_t *s);
 
-/*
- * PATCH a subscription with a new encryption certificate (base64 DER) and
- * its id, e.g. for a key rotation; NGX_DECLINED if the subscription is
- * not one of ours or this helper does not act on subscriptions.
- */
-ngx_int_t ngx_graph_notify_subscription_rotate(ngx_str_t *subscription_id,
-    ngx_str_t *certificate, ngx_str_t *certificate_id);
-
 
 #endif /* _NGX_GRAPH_NOTIFY_SUBSCRIPTION_RENEW_H_INCLUDED_ */
