@@ -7,6 +7,7 @@
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_bounds.h"
 #include "ngx_graph_notify_crypto.h"
+#include "ngx_graph_notify_envelope.h"
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -71,6 +72,7 @@ static ngx_int_t ngx_graph_notify_base64(ngx_str_t *src, u_char **buf,
     ngx_str_t *dst);
 static ngx_int_t ngx_graph_notify_aes_decrypt(ngx_graph_notify_dctx_t *dc,
     EVP_CIPHER *aes, u_char *key, ngx_str_t *in, ngx_str_t *out);
+static ngx_int_t ngx_graph_notify_resource(ngx_graph_notify_decrypt_t *d);
 static void ngx_graph_notify_call_event(ngx_graph_notify_decrypt_t *d,
     json_t *resource);
 
@@ -567,7 +569,6 @@ ngx_graph_notify_decrypt_one(ngx_graph_notify_decrypt_t *d,
     u_char     mac[EVP_MAX_MD_SIZE];
     u_char     data_key[512];
     u_char    *p;
-    json_t    *parsed;
     size_t     data_key_len, mac_len;
     ngx_int_t  rc;
     ngx_str_t  data, wrapped, signature;
@@ -648,18 +649,79 @@ ngx_graph_notify_decrypt_one(ngx_graph_notify_decrypt_t *d,
         return NGX_DECLINED;
     }
 
+    if (ngx_graph_notify_resource(d) != NGX_OK) {
+        d->reason = NGX_GRAPH_NOTIFY_DROP_NOT_JSON;
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * NGX_OK if jansson accepts the resource as a JSON object.  The envelope
+ * scanner tells without building a tree (it accepts only what jansson
+ * accepts, and says where it is stricter); jansson parses the resource
+ * where the scanner is stricter, and that of a call conversation, whose
+ * event type the line takes.
+ */
+
+static ngx_int_t
+ngx_graph_notify_resource(ngx_graph_notify_decrypt_t *d)
+{
+    u_char                       *p, *end;
+    json_t                       *parsed;
+    ngx_uint_t                    call;
+    ngx_graph_notify_envelope_t   env;
+
+    d->event_len = 0;
+
+    p = d->plain.data;
+    end = d->plain.data + d->plain.len;
+
+    call = (ngx_strlcasestrn(p, end, (u_char *) "CallConversation",
+                             sizeof("CallConversation") - 2)
+            != NULL);
+
+    if (!call) {
+
+        /* no bounds, no handler: a validating pass, nothing kept */
+        ngx_memzero(&env, sizeof(ngx_graph_notify_envelope_t));
+
+        switch (ngx_graph_notify_envelope_scan(p, end - p, &env)) {
+
+        case NGX_GRAPH_NOTIFY_ENVELOPE_OK:
+        case NGX_GRAPH_NOTIFY_ENVELOPE_NO_VALUE:
+
+            /* JSON that jansson accepts: an object, or an array */
+
+            while (p < end
+                   && (*p == ' ' || *p == '\t' || *p == CR || *p == LF))
+            {
+                p++;
+            }
+
+            return (p < end && *p == '{') ? NGX_OK : NGX_DECLINED;
+
+        case NGX_GRAPH_NOTIFY_ENVELOPE_INVALID:
+            return NGX_DECLINED;
+
+        default: /* NGX_GRAPH_NOTIFY_ENVELOPE_STRICT: jansson decides */
+            break;
+        }
+    }
+
     parsed = json_loadb((char *) d->plain.data, d->plain.len,
                         JSON_DECODE_ANY, NULL);
 
     if (!json_is_object(parsed)) {
         json_decref(parsed);
-        d->reason = NGX_GRAPH_NOTIFY_DROP_NOT_JSON;
         return NGX_DECLINED;
     }
 
-    /* what the line needs of the resource, while it is parsed anyway */
-
-    ngx_graph_notify_call_event(d, parsed);
+    if (call) {
+        ngx_graph_notify_call_event(d, parsed);
+    }
 
     json_decref(parsed);
 
@@ -753,16 +815,6 @@ ngx_graph_notify_call_event(ngx_graph_notify_decrypt_t *d, json_t *resource)
 {
     size_t       len;
     const char  *v, *p, *last, *dot;
-
-    d->event_len = 0;
-
-    if (ngx_strlcasestrn(d->plain.data, d->plain.data + d->plain.len,
-                         (u_char *) "CallConversation",
-                         sizeof("CallConversation") - 2)
-        == NULL)
-    {
-        return;
-    }
 
     v = json_string_value(json_object_get(resource, "eventType"));
 

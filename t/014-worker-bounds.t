@@ -506,3 +506,30 @@ is($l[0]{k}, '},{},{},{', "and what follows it is a string again");
 my @raw = output_lines();
 ok(index($raw[0], q|"note":"\"},{},{},{\"","tail":"\\\\","k":"},{},{},{"|) >= 0, "copied as sent");
 is(status()->{items}{received}, 3, "three items received");
+
+
+
+=== TEST 17: a decrypted resource is kept only if jansson takes it for an object, whether the scanner or jansson checks it
+--- request eval
+# without "CallConversation" the envelope scanner checks the resource, and
+# jansson where the scanner is stricter (a key twice); every other one is
+# either written as it came or dropped as not_json
+my @c = ('[1,2]', '{"a":}', qq|{"s":"\xff"}|, '{"a":1} x', '"text"',
+         '{"n":1e309}', '{"i":99999999999999999999}',
+         '{"id":"twice","value":[1],"value":2}',
+         '{"id":"items","value":[{"a":1}]}', qq| \t{"id":"ws"}\n|);
+my @items = map { main::rich_item($c[$_], subscription => "sub-$_") } 0 .. $#c;
+"POST /graph/notify\n" . GraphNotify::json_encode({ value => \@items })
+--- error_code: 202
+--- error_log
+graph_notify: dropped 7 of 10 item(s) (not_json=7); first: item 0, subscription sub-0: decrypted content is not JSON
+--- post_check
+my @l = wait_lines(3);
+is(join(",", map { $_->{decryptedResource}{id} } @l), "twice,items,ws", "the three objects, in order");
+my @raw = map { /,"decryptedResource":(.*)\}\z/s ? $1 : undef } output_lines();
+is($raw[0], '{"id":"twice","value":[1],"value":2}', "a key twice, as it came");
+is($raw[1], '{"id":"items","value":[{"a":1}]}', "an object with a value array, as it came");
+is($raw[2], qq| \t{"id":"ws"} |, "whitespace kept, the line break a space");
+my $st = status();
+is($st->{items}{dropped}{not_json}, 7, "counted");
+is($st->{items}{decryptFailures}, 7, "as decryption failures");
