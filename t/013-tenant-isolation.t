@@ -43,9 +43,13 @@ sub post_all {
     return @st;
 }
 
+# The lines of each kind so far, from the module's "kind" key (the first in
+# a line), without decoding them: 1,030 call records are 13 MB of JSON, which
+# JSON::PP takes 6 s of CPU to decode, and the polls of TEST 2 missed their
+# 10 s for it.
 sub kinds {
     my %k;
-    $k{$_->{kind}}++ for map { GraphNotify::json_decode($_) } GraphNotify::output_lines();
+    /"kind":"(\w+)"/ and $k{$1}++ for GraphNotify::output_lines();
     return \%k;
 }
 
