@@ -702,7 +702,11 @@ sub run_requests {
 
     for my $idx (0 .. $#$reqs) {
         my $is_head = $reqs->[$idx][0]{value} =~ /^\s*HEAD\s/;
-        my $raw = send_request($reqs->[$idx], $timeout, $block);
+        # under valgrind NGINX listens long before its workers can answer
+        # (more than 12 s on a loaded machine): a block's first request
+        # waits for them as well
+        my $first = $UseValgrind && $idx == 0 && $rep == 0 ? 60 : 0;
+        my $raw = send_request($reqs->[$idx], $timeout + $first, $block);
         if (!defined $block->ignore_response) {
             my ($res, $raw_headers) = parse_response($name, $raw, $is_head);
             check_response($block, $res, $raw_headers // '', $idx, $rep, @$reqs > 1);
