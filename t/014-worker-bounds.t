@@ -406,7 +406,7 @@ until ($sel->can_read(0) || time > $end) {
     my $n = @took;
     my $w0 = main::runq_wait($worker, $$);
     my $t0 = time;
-    my $r = HTTP::Tiny->new(timeout => 5)->post(
+    my $r = HTTP::Tiny->new(timeout => 5 * valgrind_factor())->post(
         "http://127.0.0.1:$port/graph/notify?validationToken=tok$n", { content => '' });
     push @took, time - $t0;
     push @net, $took[-1] - (main::runq_wait($worker, $$) - $w0);
