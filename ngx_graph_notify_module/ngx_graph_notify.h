@@ -286,7 +286,8 @@ typedef struct {
     ngx_graph_notify_tokens_t  *tokens;
     ngx_graph_notify_hold_t    *hold;
     ngx_graph_notify_jref_t     journal;
-    size_t                      size;
+    uint32_t                    size;
+    uint32_t                    cost;          /* in the slab, its pieces */
     uint32_t                    line_len;
     uint32_t                    tenant_len;
     uint8_t                     record_len;

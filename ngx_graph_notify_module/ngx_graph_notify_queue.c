@@ -25,10 +25,12 @@ static ngx_graph_notify_item_t *ngx_graph_notify_queue_alloc(
 static void ngx_graph_notify_queue_free(ngx_graph_notify_queue_t *q,
     ngx_graph_notify_item_t *item);
 static ngx_graph_notify_hold_t *ngx_graph_notify_queue_hold(
-    ngx_graph_notify_queue_t *q, ngx_str_t *tenant, ngx_uint_t create);
+    ngx_graph_notify_queue_t *q, ngx_str_t *tenant, uint32_t hash);
+static ngx_graph_notify_hold_t *ngx_graph_notify_queue_hold_add(
+    ngx_graph_notify_queue_t *q, ngx_str_t *tenant, uint32_t hash);
 static ngx_uint_t ngx_graph_notify_queue_over_share(
     ngx_graph_notify_queue_t *q, ngx_graph_notify_entry_t *entries,
-    ngx_uint_t n);
+    ngx_uint_t n, ngx_graph_notify_hold_t **first, uint32_t *hash);
 static size_t ngx_graph_notify_queue_cost(size_t size);
 static ngx_uint_t ngx_graph_notify_queue_split(size_t size, size_t *piece);
 static size_t ngx_graph_notify_slab_cost(size_t size);
@@ -200,7 +202,12 @@ ngx_graph_notify_queue_alloc(ngx_graph_notify_queue_t *q,
     item->attempts = 0;
     item->tokens = tokens;
     item->hold = NULL;
-    item->size = size;
+    item->size = (uint32_t) size;
+    item->cost = 0;
+
+    for (i = 0; i < n; i++) {
+        item->cost += (uint32_t) ngx_graph_notify_slab_cost(piece[i]);
+    }
     item->line_len = (uint32_t) entry->line.len;
     item->tenant_len = (uint32_t) entry->tenant.len;
     item->record_len = (uint8_t) entry->record.len;
@@ -241,7 +248,7 @@ ngx_graph_notify_queue_free(ngx_graph_notify_queue_t *q,
 
     if (hold) {
         hold->items--;
-        hold->bytes -= ngx_graph_notify_queue_cost(item->size);
+        hold->bytes -= item->cost;
 
         if (hold->items == 0) {
             ngx_rbtree_delete(&q->sh->holds, &hold->sn.node);
@@ -389,19 +396,20 @@ ngx_graph_notify_item_read(ngx_graph_notify_item_t *item, u_char *dst,
 
 static ngx_graph_notify_hold_t *
 ngx_graph_notify_queue_hold(ngx_graph_notify_queue_t *q, ngx_str_t *tenant,
-    ngx_uint_t create)
+    uint32_t hash)
 {
-    uint32_t                  hash;
-    ngx_graph_notify_hold_t  *hold;
+    /* hash: ngx_crc32_short() of the tenant, computed once per batch */
 
-    hash = ngx_crc32_short(tenant->data, tenant->len);
-
-    hold = (ngx_graph_notify_hold_t *)
+    return (ngx_graph_notify_hold_t *)
                ngx_str_rbtree_lookup(&q->sh->holds, tenant, hash);
+}
 
-    if (hold || !create) {
-        return hold;
-    }
+
+static ngx_graph_notify_hold_t *
+ngx_graph_notify_queue_hold_add(ngx_graph_notify_queue_t *q,
+    ngx_str_t *tenant, uint32_t hash)
+{
+    ngx_graph_notify_hold_t  *hold;
 
     hold = ngx_slab_alloc_locked(q->shpool,
                                  offsetof(ngx_graph_notify_hold_t, data)
@@ -427,10 +435,12 @@ ngx_graph_notify_queue_hold(ngx_graph_notify_queue_t *q, ngx_str_t *tenant,
 
 static ngx_uint_t
 ngx_graph_notify_queue_over_share(ngx_graph_notify_queue_t *q,
-    ngx_graph_notify_entry_t *entries, ngx_uint_t n)
+    ngx_graph_notify_entry_t *entries, ngx_uint_t n,
+    ngx_graph_notify_hold_t **first, uint32_t *first_hash)
 {
     size_t                    zone, size;
     time_t                    now;
+    uint32_t                  hash;
     ngx_uint_t                i, k, ngroups, held_items;
     ngx_graph_notify_hold_t  *hold;
 
@@ -477,8 +487,15 @@ ngx_graph_notify_queue_over_share(ngx_graph_notify_queue_t *q,
     now = ngx_time();
 
     for (k = 0; k < ngroups; k++) {
-        hold = ngx_graph_notify_queue_hold(q, &groups[k].tenant, 0);
+        hash = ngx_crc32_short(groups[k].tenant.data, groups[k].tenant.len);
+        hold = ngx_graph_notify_queue_hold(q, &groups[k].tenant, hash);
         held_items = hold ? hold->items : 0;
+
+        if (k == 0) {
+            /* the first item's tenant: the stage need not look it up again */
+            *first = hold;
+            *first_hash = hash;
+        }
 
         if ((held_items + groups[k].items) * 100 <= q->max_items * q->share
             && ((hold ? hold->bytes : 0) + groups[k].bytes) * 100
@@ -489,9 +506,7 @@ ngx_graph_notify_queue_over_share(ngx_graph_notify_queue_t *q,
 
         if (q->sh->count > held_items
             || (q->sh->refused_at + 2 * NGX_GRAPH_NOTIFY_RETRY_AFTER >= now
-                && q->sh->refused_tenant
-                   != ngx_crc32_short(groups[k].tenant.data,
-                                      groups[k].tenant.len)))
+                && q->sh->refused_tenant != hash))
         {
             return 1;
         }
@@ -544,7 +559,8 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
     ngx_graph_notify_jref_t *jref)
 {
     size_t                      total;
-    ngx_uint_t                  i;
+    uint32_t                    hash;
+    ngx_uint_t                  i, known;
     ngx_queue_t                 batch, *qe;
     ngx_graph_notify_item_t    *item, *first;
     ngx_graph_notify_hold_t    *hold;
@@ -554,6 +570,9 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
     total = 0;
     t = NULL;
     first = NULL;
+    hold = NULL;
+    hash = 0;
+    known = 0;
 
     q->refused = NGX_GRAPH_NOTIFY_REFUSED_FULL;
 
@@ -563,10 +582,16 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
         goto full;
     }
 
-    if (q->share < 100 && ngx_graph_notify_queue_over_share(q, entries, n)) {
-        q->refused = NGX_GRAPH_NOTIFY_REFUSED_SHARE;
-        ngx_shmtx_unlock(&q->shpool->mutex);
-        return NULL;
+    if (q->share < 100) {
+
+        if (ngx_graph_notify_queue_over_share(q, entries, n, &hold, &hash)) {
+            q->refused = NGX_GRAPH_NOTIFY_REFUSED_SHARE;
+            ngx_shmtx_unlock(&q->shpool->mutex);
+            return NULL;
+        }
+
+        /* hold: the first item's tenant's, NULL if it has none yet */
+        known = 1;
     }
 
     if (tokens && tokens->len) {
@@ -583,18 +608,24 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
         ngx_memcpy(t->data, tokens->data, tokens->len);
     }
 
-    hold = NULL;
-
     for (i = 0; i < n; i++) {
         item = ngx_graph_notify_queue_alloc(q, &entries[i], t);
 
-        if (item && (hold == NULL
-                     || hold->sn.str.len != entries[i].tenant.len
-                     || ngx_memcmp(hold->data, entries[i].tenant.data,
-                                   entries[i].tenant.len)
-                        != 0))
+        if (item && !(i == 0 && known)
+            && (hold == NULL
+                || hold->sn.str.len != entries[i].tenant.len
+                || ngx_memcmp(hold->data, entries[i].tenant.data,
+                              entries[i].tenant.len)
+                   != 0))
         {
-            hold = ngx_graph_notify_queue_hold(q, &entries[i].tenant, 1);
+            hash = ngx_crc32_short(entries[i].tenant.data,
+                                   entries[i].tenant.len);
+            hold = ngx_graph_notify_queue_hold(q, &entries[i].tenant, hash);
+        }
+
+        if (item && hold == NULL) {
+            hold = ngx_graph_notify_queue_hold_add(q, &entries[i].tenant,
+                                                   hash);
 
             if (hold == NULL) {
                 ngx_graph_notify_queue_free(q, item);
@@ -605,7 +636,7 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
         if (item) {
             item->hold = hold;
             hold->items++;
-            hold->bytes += ngx_graph_notify_queue_cost(item->size);
+            hold->bytes += item->cost;
         }
 
         if (item == NULL) {
