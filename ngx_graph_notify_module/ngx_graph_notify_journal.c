@@ -119,6 +119,12 @@ typedef struct {
 } ngx_graph_notify_jwriter_t;
 
 
+/* a build for benchmarks only: see ngx_graph_notify_journal_append() */
+#ifndef NGX_GRAPH_NOTIFY_NO_JOURNAL
+#define NGX_GRAPH_NOTIFY_NO_JOURNAL       0
+#endif
+
+
 /* a journal file as the helper knows it */
 typedef struct {
     ngx_queue_t                   link;
@@ -241,6 +247,28 @@ ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
 
     q = gmcf->shm_zone->data;
     w = &ngx_graph_notify_jwriter;
+
+#if (NGX_GRAPH_NOTIFY_NO_JOURNAL)
+
+    /*
+     * A build for scripts/bench only (EXTRA_CFLAGS=-DNGX_GRAPH_NOTIFY_NO_
+     * JOURNAL): the batch is queued as it is with the journal, but not
+     * written, so the journal's cost is the difference of the two builds.
+     */
+
+    ngx_memzero(&jref, sizeof(ngx_graph_notify_jref_t));
+
+    first = ngx_graph_notify_queue_stage(q, entries, n, tokens, &jref);
+    if (first == NULL) {
+        return q->refused == NGX_GRAPH_NOTIFY_REFUSED_SHARE ? NGX_ABORT
+                                                            : NGX_BUSY;
+    }
+
+    ngx_graph_notify_queue_publish(q, first, n);
+
+    return NGX_OK;
+
+#endif
 
     if (!w->opened
         || (w->off >= NGX_GRAPH_NOTIFY_JOURNAL_ROTATE
@@ -469,7 +497,9 @@ ngx_graph_notify_journal_sync(ngx_http_request_t *r,
 
     gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
 
-    if (!gmcf->sync || gmcf->thread_pool == NULL) {
+    if (!gmcf->sync || gmcf->thread_pool == NULL
+        || NGX_GRAPH_NOTIFY_NO_JOURNAL)
+    {
         return NGX_OK;
     }
 
@@ -760,6 +790,13 @@ ngx_graph_notify_journal_open(ngx_cycle_t *cycle,
     if (j->ready) {
         return NGX_OK;
     }
+
+#if (NGX_GRAPH_NOTIFY_NO_JOURNAL)
+    ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                  "graph_notify: built without the journal's writes "
+                  "(NGX_GRAPH_NOTIFY_NO_JOURNAL), for benchmarks only: "
+                  "queued items do not survive a stop");
+#endif
 
     switch (ngx_graph_notify_journal_lock()) {
 
@@ -1114,7 +1151,7 @@ ngx_graph_notify_journal_read_state(void)
     ngx_memcpy(&crc, buf + size - sizeof(uint32_t), sizeof(uint32_t));
 
     if (magic != NGX_GRAPH_NOTIFY_STATE_MAGIC
-        || crc != ngx_crc32_long(buf, size - sizeof(uint32_t)))
+        || crc != ngx_graph_notify_journal_crc(buf, size - sizeof(uint32_t)))
     {
         ngx_log_error(NGX_LOG_ALERT, j->log, 0,
                       "graph_notify: \"%s\" is damaged, ignored: journal "
@@ -2044,7 +2081,7 @@ ngx_graph_notify_journal_checkpoint(void)
         }
     }
 
-    crc = ngx_crc32_long(buf, p - buf);
+    crc = ngx_graph_notify_journal_crc(buf, p - buf);
     p = ngx_cpymem(p, &crc, sizeof(uint32_t));
 
     (void) ngx_sprintf(name, "%V/journal.state%Z", &j->dir);

@@ -38,6 +38,7 @@ static void ngx_graph_notify_item_write(ngx_graph_notify_item_t *item,
     size_t off, u_char *src, size_t len);
 static void ngx_graph_notify_queue_job_strings(ngx_graph_notify_job_t *job,
     ngx_graph_notify_item_t *item, u_char *p);
+static void ngx_graph_notify_queue_wake_handler(ngx_event_t *ev);
 static void ngx_graph_notify_item_read(ngx_graph_notify_item_t *item,
     u_char *dst, size_t len);
 
@@ -1149,7 +1150,17 @@ ngx_graph_notify_queue_reclaim(ngx_graph_notify_queue_t *q)
  * One wake-up at a time: a worker writes to the eventfd only if no wake-up
  * is pending; the helper clears the flag before it drains, so an item
  * pushed after the helper's last look always wakes it again.
+ *
+ * The write is made once per turn of the worker's event loop, after every
+ * request of that turn is handled (a posted event): a helper that keeps up
+ * would otherwise be woken, at the cost of a system call and a switch to
+ * it, for almost every request.
  */
+
+static ngx_event_t                ngx_graph_notify_wake_ev;
+static ngx_graph_notify_queue_t  *ngx_graph_notify_wake_queue;
+static ngx_fd_t                   ngx_graph_notify_wake_fd;
+
 
 void
 ngx_graph_notify_queue_wake(ngx_graph_notify_queue_t *q, ngx_fd_t fd,
@@ -1157,11 +1168,35 @@ ngx_graph_notify_queue_wake(ngx_graph_notify_queue_t *q, ngx_fd_t fd,
 {
 #if (NGX_LINUX)
 
-    uint64_t  one;
+    if (fd == NGX_INVALID_FILE) {
+        return;
+    }
 
-    if (fd == NGX_INVALID_FILE
-        || !ngx_atomic_cmp_set(&q->sh->wake_pending, 0, 1))
-    {
+    ngx_graph_notify_wake_queue = q;
+    ngx_graph_notify_wake_fd = fd;
+
+    if (!ngx_graph_notify_wake_ev.posted) {
+        ngx_graph_notify_wake_ev.handler = ngx_graph_notify_queue_wake_handler;
+        ngx_graph_notify_wake_ev.log = ngx_cycle->log;
+
+        ngx_post_event(&ngx_graph_notify_wake_ev, &ngx_posted_events);
+    }
+
+#endif
+}
+
+
+static void
+ngx_graph_notify_queue_wake_handler(ngx_event_t *ev)
+{
+#if (NGX_LINUX)
+
+    uint64_t                   one;
+    ngx_graph_notify_queue_t  *q;
+
+    q = ngx_graph_notify_wake_queue;
+
+    if (!ngx_atomic_cmp_set(&q->sh->wake_pending, 0, 1)) {
         return;
     }
 
@@ -1169,10 +1204,11 @@ ngx_graph_notify_queue_wake(ngx_graph_notify_queue_t *q, ngx_fd_t fd,
 
     /* EAGAIN means the counter is saturated: the helper is awake anyway */
 
-    if (write(fd, &one, sizeof(uint64_t)) != sizeof(uint64_t)
+    if (write(ngx_graph_notify_wake_fd, &one, sizeof(uint64_t))
+        != sizeof(uint64_t)
         && ngx_errno != NGX_EAGAIN)
     {
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+        ngx_log_error(NGX_LOG_ALERT, ev->log, ngx_errno,
                       "graph_notify: waking the helper failed");
     }
 
