@@ -41,7 +41,8 @@ typedef struct {
     ngx_uint_t                   finished;
     ngx_err_t                    err;
     ngx_uint_t                   nfds;
-    ngx_fd_t                     fds[NGX_GRAPH_NOTIFY_COMMIT_OLD + 1];
+    ngx_fd_t                     fds[NGX_GRAPH_NOTIFY_COMMIT_OLD + 2];
+    u_char                       full[NGX_GRAPH_NOTIFY_COMMIT_OLD + 2];
 
     /* the event loop's side */
     ngx_connection_t            *conn;
@@ -53,6 +54,7 @@ typedef struct {
     ngx_uint_t                   nwaiting;
     ngx_uint_t                   nold;
     ngx_fd_t                     old[NGX_GRAPH_NOTIFY_COMMIT_OLD];
+    u_char                       old_full[NGX_GRAPH_NOTIFY_COMMIT_OLD];
 } ngx_graph_notify_committer_t;
 
 
@@ -63,6 +65,9 @@ static void ngx_graph_notify_commit_atexit(void);
 
 
 static ngx_graph_notify_committer_t  *ngx_graph_notify_committer;
+
+/* synced with every sync of the output (the journal's done log) */
+static ngx_fd_t  ngx_graph_notify_commit_every_fd = NGX_INVALID_FILE;
 
 
 ngx_int_t
@@ -174,9 +179,21 @@ ngx_graph_notify_commit_exit(void)
          ? NGX_OK : NGX_ERROR;
 
     for (i = 0; i < cm->nold; i++) {
-        if (fdatasync(cm->old[i]) == -1) {
+        if ((cm->old_full[i] ? fsync(cm->old[i]) : fdatasync(cm->old[i]))
+            == -1)
+        {
             rc = NGX_ERROR;
         }
+
+        (void) close(cm->old[i]);
+    }
+
+    cm->nold = 0;
+
+    if (ngx_graph_notify_commit_every_fd != NGX_INVALID_FILE
+        && fdatasync(ngx_graph_notify_commit_every_fd) == -1)
+    {
+        rc = NGX_ERROR;
     }
 
     ngx_queue_init(&done);
@@ -207,7 +224,12 @@ ngx_graph_notify_commit(ngx_open_file_t *file, ngx_graph_notify_commit_t *c)
     cm = ngx_graph_notify_committer;
 
     if (cm == NULL) {
-        c->handler(c, fdatasync(file->fd) == 0 ? NGX_OK : NGX_ERROR);
+        c->handler(c, (fdatasync(file->fd) == 0
+                       && (ngx_graph_notify_commit_every_fd
+                           == NGX_INVALID_FILE
+                           || fdatasync(ngx_graph_notify_commit_every_fd)
+                              == 0))
+                      ? NGX_OK : NGX_ERROR);
         return;
     }
 
@@ -217,6 +239,18 @@ ngx_graph_notify_commit(ngx_open_file_t *file, ngx_graph_notify_commit_t *c)
 
     if (!cm->running) {
         ngx_graph_notify_commit_start();
+    }
+}
+
+
+/* c, queued and no longer wanted (its owner goes away): never called */
+
+void
+ngx_graph_notify_commit_cancel(ngx_graph_notify_commit_t *c)
+{
+    if (ngx_graph_notify_committer) {
+        ngx_queue_remove(&c->link);
+        ngx_graph_notify_committer->nwaiting--;
     }
 }
 
@@ -266,14 +300,53 @@ ngx_graph_notify_commit_reopen(ngx_open_file_t *file, ngx_log_t *log)
         return;
     }
 
+    cm->old_full[cm->nold] = 0;
     cm->old[cm->nold++] = fd;
+}
+
+
+/*
+ * fd, taken over, is synced (fsync() if full: a directory) by the next
+ * sync that begins, then closed; the caller queues a commit to learn when.
+ * Without the thread, or with no room left, it is synced here.
+ */
+
+void
+ngx_graph_notify_commit_fd(ngx_fd_t fd, ngx_uint_t full, ngx_log_t *log)
+{
+    ngx_graph_notify_committer_t  *cm;
+
+    cm = ngx_graph_notify_committer;
+
+    if (cm == NULL || cm->nold == NGX_GRAPH_NOTIFY_COMMIT_OLD) {
+        if ((full ? fsync(fd) : fdatasync(fd)) == -1) {
+            ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                          "graph_notify: fsync() failed");
+        }
+
+        (void) close(fd);
+        return;
+    }
+
+    cm->old_full[cm->nold] = (u_char) full;
+    cm->old[cm->nold++] = fd;
+}
+
+
+/* fd is synced with every sync of the output; NGX_INVALID_FILE: none */
+
+void
+ngx_graph_notify_commit_every(ngx_fd_t fd)
+{
+    ngx_graph_notify_commit_every_fd = fd;
 }
 
 
 static void
 ngx_graph_notify_commit_start(void)
 {
-    ngx_fd_t                       fd;
+    ngx_fd_t                       fd, every;
+    ngx_err_t                      err;
     ngx_uint_t                     i;
     ngx_graph_notify_committer_t  *cm;
 
@@ -283,12 +356,25 @@ ngx_graph_notify_commit_start(void)
         return;
     }
 
-    /* the thread closes its own copy: a reopen cannot pull it away */
+    /* the thread closes its own copies: a reopen cannot pull them away */
+
+    err = 0;
+    every = NGX_INVALID_FILE;
 
     fd = dup(cm->file->fd);
 
+    if (fd != -1 && ngx_graph_notify_commit_every_fd != NGX_INVALID_FILE) {
+        every = dup(ngx_graph_notify_commit_every_fd);
+
+        if (every == -1) {
+            (void) close(fd);
+            fd = -1;
+        }
+    }
+
     if (fd == -1) {
-        ngx_log_error(NGX_LOG_ALERT, cm->log, ngx_errno,
+        err = ngx_errno ? ngx_errno : NGX_EBADF;
+        ngx_log_error(NGX_LOG_ALERT, cm->log, err,
                       "graph_notify: dup() failed");
     }
 
@@ -303,15 +389,22 @@ ngx_graph_notify_commit_start(void)
     cm->nfds = 0;
 
     if (fd != -1) {
+        cm->full[cm->nfds] = 0;
         cm->fds[cm->nfds++] = fd;
     }
 
     for (i = 0; i < cm->nold; i++) {
+        cm->full[cm->nfds] = cm->old_full[i];
         cm->fds[cm->nfds++] = cm->old[i];
     }
 
+    if (every != NGX_INVALID_FILE) {
+        cm->full[cm->nfds] = 0;
+        cm->fds[cm->nfds++] = every;
+    }
+
     cm->nold = 0;
-    cm->err = (fd == -1) ? NGX_EBADF : 0;
+    cm->err = err;
     cm->finished = 0;
     cm->requested = 1;
 
@@ -325,7 +418,8 @@ ngx_graph_notify_commit_thread(void *data)
 {
     ngx_graph_notify_committer_t *cm = data;
 
-    int         fds[NGX_GRAPH_NOTIFY_COMMIT_OLD + 1];
+    int         fds[NGX_GRAPH_NOTIFY_COMMIT_OLD + 2];
+    u_char      full[NGX_GRAPH_NOTIFY_COMMIT_OLD + 2];
     uint64_t    one;
     sigset_t    set;
     ngx_err_t   err;
@@ -354,12 +448,13 @@ ngx_graph_notify_commit_thread(void *data)
 
         for (i = 0; i < n; i++) {
             fds[i] = cm->fds[i];
+            full[i] = cm->full[i];
         }
 
         pthread_mutex_unlock(&cm->mutex);
 
         for (i = 0; i < n; i++) {
-            if (fdatasync(fds[i]) == -1) {
+            if ((full[i] ? fsync(fds[i]) : fdatasync(fds[i])) == -1) {
                 err = errno;
             }
 

@@ -27,8 +27,11 @@ struct ngx_graph_notify_commit_s {
 ngx_int_t ngx_graph_notify_commit_init(ngx_cycle_t *cycle, ngx_log_t *log);
 void ngx_graph_notify_commit(ngx_open_file_t *file,
     ngx_graph_notify_commit_t *c);
+void ngx_graph_notify_commit_cancel(ngx_graph_notify_commit_t *c);
 ngx_uint_t ngx_graph_notify_commit_waiting(void);
 void ngx_graph_notify_commit_reopen(ngx_open_file_t *file, ngx_log_t *log);
+void ngx_graph_notify_commit_fd(ngx_fd_t fd, ngx_uint_t full, ngx_log_t *log);
+void ngx_graph_notify_commit_every(ngx_fd_t fd);
 void ngx_graph_notify_commit_exit(void);
 
 

@@ -6,6 +6,7 @@
 
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_journal.h"
+#include "ngx_graph_notify_commit.h"
 
 #include <sys/file.h>
 #include <zlib.h>
@@ -174,6 +175,21 @@ typedef struct {
     ngx_uint_t                    ndone;
     ngx_graph_notify_jdone_t      done[NGX_GRAPH_NOTIFY_JOURNAL_DONE_MAX];
 
+    /*
+     * graph_notify_sync: the done log and the checkpoint reach the disk
+     * through the helper's group commit (off the event loop): the done
+     * log with every sync of the output, the checkpoint in two steps (its
+     * temporary file, then the directory after the rename) before the done
+     * log it replaces is cut.
+     */
+    off_t                         done_size;
+    off_t                         ck_done_size;
+    ngx_uint_t                    done_queued;
+    ngx_uint_t                    done_again;
+    ngx_uint_t                    ck_step;
+    ngx_graph_notify_commit_t     done_commit;
+    ngx_graph_notify_commit_t     state_commit;
+
     ngx_event_t                   flush;
     ngx_event_t                   more;
     ngx_connection_t              dummy;
@@ -191,6 +207,7 @@ static void ngx_graph_notify_journal_refused(ngx_graph_notify_queue_t *q,
 static ngx_int_t ngx_graph_notify_journal_fsync_start(ngx_log_t *log);
 static void ngx_graph_notify_journal_fsync_thread(void *data, ngx_log_t *log);
 static void ngx_graph_notify_journal_fsync_done(ngx_event_t *ev);
+static void ngx_graph_notify_journal_answer(ngx_queue_t *done, ngx_int_t rc);
 #endif
 static void ngx_graph_notify_journal_alive(ngx_event_t *ev);
 static ngx_int_t ngx_graph_notify_journal_lock(void);
@@ -216,6 +233,11 @@ static void ngx_graph_notify_journal_checkpoint(void);
 static void ngx_graph_notify_journal_flush_handler(ngx_event_t *ev);
 static void ngx_graph_notify_journal_more_handler(ngx_event_t *ev);
 static void ngx_graph_notify_journal_cleanup(void *data);
+static void ngx_graph_notify_journal_done_synced(ngx_graph_notify_commit_t *c,
+    ngx_int_t rc);
+static void ngx_graph_notify_journal_state_synced(
+    ngx_graph_notify_commit_t *c, ngx_int_t rc);
+static void ngx_graph_notify_journal_trim(off_t from);
 
 
 /* zeroed: "opened" tells whether fd is a journal file */
@@ -537,9 +559,12 @@ ngx_graph_notify_journal_sync(ngx_http_request_t *r,
         ngx_add_timer(&w->alive, 60000);
     }
 
-    if (!w->running && ngx_graph_notify_journal_fsync_start(r->connection->log)
-                       != NGX_OK)
-    {
+    if (w->running) {
+        /* the next group: it starts when the running fsync is done */
+        return NGX_AGAIN;
+    }
+
+    if (ngx_graph_notify_journal_fsync_start(r->connection->log) != NGX_OK) {
         ngx_queue_remove(&wt->link);
         w->nwaiting--;
         return NGX_ERROR;
@@ -651,11 +676,8 @@ ngx_graph_notify_journal_fsync_done(ngx_event_t *ev)
 {
     ngx_int_t                    rc;
     ngx_uint_t                   i, n;
-    ngx_queue_t                 *qe, done;
-    ngx_http_request_t          *r;
-    ngx_connection_t            *c;
+    ngx_queue_t                  done, failed;
     ngx_graph_notify_jsync_t    *js;
-    ngx_graph_notify_jwait_t    *wt;
     ngx_graph_notify_jwriter_t  *w;
 
     w = ev->data;
@@ -701,14 +723,34 @@ ngx_graph_notify_journal_fsync_done(ngx_event_t *ev)
     if (w->nwaiting
         && ngx_graph_notify_journal_fsync_start(ev->log) != NGX_OK)
     {
-        ngx_queue_add(&done, &w->waiting);
+        /* the group just synced is on disk: only the next one fails */
+
+        ngx_queue_init(&failed);
+        ngx_queue_add(&failed, &w->waiting);
         ngx_queue_init(&w->waiting);
         w->nwaiting = 0;
-        rc = NGX_ERROR;
+
+        ngx_graph_notify_journal_answer(&failed, NGX_ERROR);
     }
 
-    while (!ngx_queue_empty(&done)) {
-        qe = ngx_queue_head(&done);
+    ngx_graph_notify_journal_answer(&done, rc);
+
+    if (!w->running && w->nwaiting == 0 && w->alive.timer_set) {
+        ngx_del_timer(&w->alive);
+    }
+}
+
+
+static void
+ngx_graph_notify_journal_answer(ngx_queue_t *done, ngx_int_t rc)
+{
+    ngx_queue_t               *qe;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_graph_notify_jwait_t  *wt;
+
+    while (!ngx_queue_empty(done)) {
+        qe = ngx_queue_head(done);
         ngx_queue_remove(qe);
 
         wt = ngx_queue_data(qe, ngx_graph_notify_jwait_t, link);
@@ -718,10 +760,6 @@ ngx_graph_notify_journal_fsync_done(ngx_event_t *ev)
         wt->handler(r, rc);
 
         ngx_http_run_posted_requests(c);
-    }
-
-    if (!w->running && w->nwaiting == 0 && w->alive.timer_set) {
-        ngx_del_timer(&w->alive);
     }
 }
 
@@ -783,6 +821,11 @@ ngx_graph_notify_journal_open(ngx_cycle_t *cycle,
         j->more.handler = ngx_graph_notify_journal_more_handler;
         j->more.data = &j->dummy;
         j->more.log = j->log;
+
+        j->done_commit.handler = ngx_graph_notify_journal_done_synced;
+        j->done_commit.data = j;
+        j->state_commit.handler = ngx_graph_notify_journal_state_synced;
+        j->state_commit.data = j;
 
         ngx_graph_notify_journal = j;
     }
@@ -887,6 +930,16 @@ ngx_graph_notify_journal_lock(void)
     }
 
     (void) fcntl(j->done_fd, F_SETFD, FD_CLOEXEC);
+
+    j->done_size = lseek(j->done_fd, 0, SEEK_END);
+
+    if (j->done_size == -1) {
+        j->done_size = 0;
+    }
+
+    if (j->gmcf->sync) {
+        ngx_graph_notify_commit_every(j->done_fd);
+    }
 
     return NGX_OK;
 }
@@ -1842,6 +1895,10 @@ ngx_graph_notify_journal_flush(void)
     len = j->ndone * sizeof(ngx_graph_notify_jdone_t);
     n = write(j->done_fd, j->done, len);
 
+    if (n > 0) {
+        j->done_size += n;
+    }
+
     if (n != (ssize_t) len && !j->failing) {
         ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
                       "graph_notify: writing journal.done failed: items "
@@ -1850,6 +1907,40 @@ ngx_graph_notify_journal_flush(void)
     }
 
     j->ndone = 0;
+
+    /*
+     * graph_notify_sync: the records reach the disk with the next sync of
+     * the output, so that a power cut repeats at most the lines of the
+     * last sync or so, not those since the kernel last wrote back.
+     */
+
+    if (j->gmcf->sync && n > 0) {
+        if (j->done_queued) {
+            j->done_again = 1;
+
+        } else {
+            j->done_queued = 1;
+            ngx_graph_notify_commit(j->gmcf->output, &j->done_commit);
+        }
+    }
+}
+
+
+static void
+ngx_graph_notify_journal_done_synced(ngx_graph_notify_commit_t *c,
+    ngx_int_t rc)
+{
+    ngx_graph_notify_journal_t *j = c->data;
+
+    /* records written after that sync began wait for one more */
+
+    j->done_queued = 0;
+
+    if (j->done_again) {
+        j->done_again = 0;
+        j->done_queued = 1;
+        ngx_graph_notify_commit(j->gmcf->output, &j->done_commit);
+    }
 }
 
 
@@ -1960,7 +2051,7 @@ ngx_graph_notify_journal_checkpoint(void)
     j->queue->sh->stats.journal_oldest = oldest;
     j->queue->sh->stats.journal_unread = (ngx_atomic_uint_t) unread;
 
-    if (!j->dirty) {
+    if (!j->dirty || j->ck_step) {
         ngx_destroy_pool(pool);
         return;
     }
@@ -2098,20 +2189,37 @@ ngx_graph_notify_journal_checkpoint(void)
         goto failed;
     }
 
+    j->dirty = 0;
+
+    if (j->gmcf->sync) {
+
+        /*
+         * The file on disk first, then the rename, then the directory:
+         * the done log is cut only once the checkpoint that replaces it
+         * survives a power cut (ngx_graph_notify_journal_state_synced()).
+         */
+
+        j->ck_step = 1;
+        j->ck_done_size = j->done_size;
+
+        ngx_graph_notify_commit_fd(fd, 0, j->log);
+        ngx_graph_notify_commit(j->gmcf->output, &j->state_commit);
+
+        ngx_destroy_pool(pool);
+
+        return;
+    }
+
     (void) ngx_close_file(fd);
 
     if (ngx_rename_file(tmp, name) == NGX_FILE_ERROR) {
+        j->dirty = 1;
         goto failed;
     }
 
     /* everything the done log said is in the checkpoint now */
 
-    if (ftruncate(j->done_fd, 0) == -1) {
-        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
-                      "graph_notify: truncating journal.done failed");
-    }
-
-    j->dirty = 0;
+    ngx_graph_notify_journal_trim(j->done_size);
 
     ngx_graph_notify_stat_inc(j->queue, journal_checkpoints);
 
@@ -2125,6 +2233,136 @@ failed:
                   "graph_notify: writing the checkpoint \"%s\" failed", tmp);
 
     ngx_destroy_pool(pool);
+}
+
+
+static void
+ngx_graph_notify_journal_state_synced(ngx_graph_notify_commit_t *c,
+    ngx_int_t rc)
+{
+    ngx_graph_notify_journal_t *j = c->data;
+
+    ngx_fd_t  fd;
+    u_char    name[NGX_MAX_PATH], tmp[NGX_MAX_PATH], dir[NGX_MAX_PATH];
+
+    (void) ngx_sprintf(name, "%V/journal.state%Z", &j->dir);
+    (void) ngx_sprintf(tmp, "%V/journal.state.tmp%Z", &j->dir);
+    (void) ngx_sprintf(dir, "%V%Z", &j->dir);
+
+    if (rc != NGX_OK) {
+        ngx_set_errno(0);
+        goto failed;
+    }
+
+    if (j->ck_step == 1) {
+
+        /* the new checkpoint is on disk: it replaces the old one */
+
+        if (ngx_rename_file(tmp, name) == NGX_FILE_ERROR) {
+            goto failed;
+        }
+
+        fd = ngx_open_file(dir, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+        if (fd == NGX_INVALID_FILE) {
+            goto failed;
+        }
+
+        j->ck_step = 2;
+
+        ngx_graph_notify_commit_fd(fd, 1, j->log);
+        ngx_graph_notify_commit(j->gmcf->output, &j->state_commit);
+
+        return;
+    }
+
+    /* the rename is on disk: the done records it covers can go */
+
+    j->ck_step = 0;
+
+    ngx_graph_notify_journal_trim(j->ck_done_size);
+
+    ngx_graph_notify_stat_inc(j->queue, journal_checkpoints);
+
+    return;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                  "graph_notify: syncing the checkpoint \"%s\" failed", name);
+
+    j->ck_step = 0;
+    j->dirty = 1;
+}
+
+
+/*
+ * The done log without its first "from" bytes (a checkpoint covers them);
+ * records written after the checkpoint was taken are written again.
+ */
+
+static void
+ngx_graph_notify_journal_trim(off_t from)
+{
+    u_char                      *buf;
+    size_t                       len;
+    ssize_t                      n;
+    ngx_graph_notify_journal_t  *j;
+
+    j = ngx_graph_notify_journal;
+    buf = NULL;
+    len = 0;
+
+    if (j->done_size > from) {
+        len = (size_t) (j->done_size - from);
+
+        buf = ngx_alloc(len, j->log);
+        if (buf == NULL) {
+            return;
+        }
+
+        if (pread(j->done_fd, buf, len, from) != (ssize_t) len) {
+            /* kept whole: records already in the checkpoint do no harm */
+            ngx_free(buf);
+            return;
+        }
+    }
+
+    if (ftruncate(j->done_fd, 0) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      "graph_notify: truncating journal.done failed");
+        ngx_free(buf);
+        return;
+    }
+
+    j->done_size = 0;
+
+    if (len == 0) {
+        return;
+    }
+
+    n = write(j->done_fd, buf, len);
+
+    if (n > 0) {
+        j->done_size = n;
+    }
+
+    if (n != (ssize_t) len) {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      "graph_notify: writing journal.done failed: items "
+                      "written may be written again after a restart");
+    }
+
+    ngx_free(buf);
+
+    if (j->gmcf->sync && n > 0) {
+        if (j->done_queued) {
+            j->done_again = 1;
+
+        } else {
+            j->done_queued = 1;
+            ngx_graph_notify_commit(j->gmcf->output, &j->done_commit);
+        }
+    }
 }
 
 
@@ -2144,7 +2382,18 @@ ngx_graph_notify_journal_cleanup(void *data)
         ngx_graph_notify_journal_free(f);
     }
 
+    /* a new cycle's journal has commits of its own */
+
+    if (j->done_queued) {
+        ngx_graph_notify_commit_cancel(&j->done_commit);
+    }
+
+    if (j->ck_step) {
+        ngx_graph_notify_commit_cancel(&j->state_commit);
+    }
+
     if (j->done_fd != NGX_INVALID_FILE) {
+        ngx_graph_notify_commit_every(NGX_INVALID_FILE);
         (void) ngx_close_file(j->done_fd);
     }
 

@@ -166,3 +166,37 @@ stop_nginx_now('QUIT');
 --- must_die
 --- error_log
 "graph_notify_sync on" needs a thread pool, and graph_notify_thread_pool is off or NGINX was built without threads
+
+
+
+=== TEST 6: sync on: the done log and the checkpoint go through the helper's syncs; killed while writing, nothing lost or repeated
+--- http_config eval
+$main::SYNC
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my $dir = GraphNotify::servroot() . "/graph_notify_temp";
+my $ck0 = status()->{journal}{checkpoints};
+# batches go on across checkpoints (one a second): done records are
+# written while a checkpoint waits for its syncs
+my (@acked, $b);
+my $end = time + 2.5;
+while (time < $end) {
+    push @acked, post_items(1, 5, "ck" . $b++);
+}
+cmp_ok(scalar @acked, '>=', 50, "batches acked while checkpoints were taken");
+ok(wait_for(sub { status()->{journal}{checkpoints} >= $ck0 + 2 }),
+   "checkpoints completed through their syncs");
+ok(wait_for(sub { (grep { $_->{resourceData}{id} =~ /^ck/ }
+                   map { json_decode($_) } output_lines()) == @acked }),
+   "everything written");
+ok(wait_for(sub { -e "$dir/journal.state" && !-e "$dir/journal.state.tmp"
+                  && -z "$dir/journal.done" }),
+   "idle: the checkpoint in place, no temporary file, the done log empty");
+push @acked, post_items(10, 5, "ckafter");
+ok(wait_for(sub { status()->{queue}{items} == 0 }), "written");
+ok(kill_nginx(), "every process killed");
+ok(start_nginx_again(), "started again");
+check_once(\@acked, "sync, checkpoints, kill -9");
+stop_nginx_now('QUIT');
