@@ -187,6 +187,8 @@ typedef struct {
     ngx_uint_t                    done_queued;
     ngx_uint_t                    done_again;
     ngx_uint_t                    ck_step;
+    ngx_uint_t                    ck_failing;
+    time_t                        ck_retry;
     ngx_graph_notify_commit_t     done_commit;
     ngx_graph_notify_commit_t     state_commit;
 
@@ -2051,7 +2053,9 @@ ngx_graph_notify_journal_checkpoint(void)
     j->queue->sh->stats.journal_oldest = oldest;
     j->queue->sh->stats.journal_unread = (ngx_atomic_uint_t) unread;
 
-    if (!j->dirty || j->ck_step) {
+    if (!j->dirty || j->ck_step
+        || (j->ck_failing && ngx_time() < j->ck_retry))
+    {
         ngx_destroy_pool(pool);
         return;
     }
@@ -2283,12 +2287,31 @@ ngx_graph_notify_journal_state_synced(ngx_graph_notify_commit_t *c,
 
     ngx_graph_notify_stat_inc(j->queue, journal_checkpoints);
 
+    if (j->ck_failing) {
+        j->ck_failing = 0;
+        ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
+                      "graph_notify: the checkpoint \"%s\" is synced again",
+                      name);
+    }
+
     return;
 
 failed:
 
-    ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
-                  "graph_notify: syncing the checkpoint \"%s\" failed", name);
+    /*
+     * Also when the output's sync fails (the same sync carries it): logged
+     * once and tried again a minute later; meanwhile the old checkpoint
+     * and the whole done log stand, which loses nothing.
+     */
+
+    if (!j->ck_failing) {
+        j->ck_failing = 1;
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      "graph_notify: syncing the checkpoint \"%s\" failed, "
+                      "the previous one stands, next try in a minute", name);
+    }
+
+    j->ck_retry = ngx_time() + 60;
 
     j->ck_step = 0;
     j->dirty = 1;

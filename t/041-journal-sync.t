@@ -200,3 +200,23 @@ ok(kill_nginx(), "every process killed");
 ok(start_nginx_again(), "started again");
 check_once(\@acked, "sync, checkpoints, kill -9");
 stop_nginx_now('QUIT');
+
+
+
+=== TEST 7: sync on, the output cannot be synced: the checkpoint's failure logged once, the previous one stands
+--- http_config eval
+$main::FULL
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my @acked = post_items(3, 1, "ckfail");
+is(scalar @acked, 3, "acked");
+ok(wait_for(sub { log_count(qr/syncing the checkpoint .* failed/) >= 1 }),
+   "the checkpoint could not be synced (fdatasync of /dev/full fails)");
+ok(wait_for(sub { status()->{helper}{outputErrors} >= 1 }), "output failing");
+sleep 2.5;    # the helper polls once a second: a retry each poll shows by now
+is(log_count(qr/syncing the checkpoint .* failed/), 1, "logged once");
+is(log_count(qr/syncing "\/dev\/full" failed/), 1,
+   "tried again a minute later, not every second");
+is(status()->{journal}{checkpoints}, 0, "no checkpoint replaced");
