@@ -112,6 +112,8 @@ typedef struct {
     ngx_uint_t                      unauthorized;
     ngx_uint_t                      pages;
     ngx_uint_t                      last_status;
+    ngx_graph_notify_record_drop_e  last_reason;
+    const char                     *last_what;
     ngx_uint_t                      stale;
     time_t                          first_seen;
     ngx_msec_t                      not_before;
@@ -1910,6 +1912,11 @@ ngx_graph_notify_graph_failed(ngx_graph_notify_record_t *rec,
         return;
     }
 
+    /* what the horizon's sweep says if the retry has not run by then */
+
+    rec->last_reason = reason;
+    rec->last_what = what;
+
     delay = ngx_graph_notify_graph_backoff(++rec->attempts);
 
     delay = ngx_min(delay, (ngx_msec_t) left * 1000);
@@ -2136,7 +2143,20 @@ ngx_graph_notify_graph_sweep(ngx_graph_notify_graph_t *g)
             next = ngx_queue_next(q);
             rec = ngx_queue_data(q, ngx_graph_notify_record_t, link);
 
-            if (rec->first_seen + horizon <= now) {
+            if (rec->first_seen + horizon > now) {
+                continue;
+            }
+
+            /*
+             * The last retry is timed to the horizon and may be waiting
+             * here for its turn: the record is dropped for what failed.
+             */
+
+            if (rec->attempts) {
+                ngx_graph_notify_graph_drop(rec, rec->last_reason,
+                                            rec->last_what);
+
+            } else {
                 ngx_graph_notify_graph_drop(rec,
                                             NGX_GRAPH_NOTIFY_RECORD_EXPIRED,
                                             what);
