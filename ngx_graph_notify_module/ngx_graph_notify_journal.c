@@ -235,6 +235,7 @@ static void ngx_graph_notify_journal_checkpoint(void);
 static void ngx_graph_notify_journal_flush_handler(ngx_event_t *ev);
 static void ngx_graph_notify_journal_more_handler(ngx_event_t *ev);
 static void ngx_graph_notify_journal_cleanup(void *data);
+static void ngx_graph_notify_journal_sync_done(ngx_graph_notify_journal_t *j);
 static void ngx_graph_notify_journal_done_synced(ngx_graph_notify_commit_t *c,
     ngx_int_t rc);
 static void ngx_graph_notify_journal_state_synced(
@@ -1917,14 +1918,23 @@ ngx_graph_notify_journal_flush(void)
      */
 
     if (j->gmcf->sync && n > 0) {
-        if (j->done_queued) {
-            j->done_again = 1;
-
-        } else {
-            j->done_queued = 1;
-            ngx_graph_notify_commit(j->gmcf->output, &j->done_commit);
-        }
+        ngx_graph_notify_journal_sync_done(j);
     }
+}
+
+
+/* the done log goes with the next sync of the output, or the one after */
+
+static void
+ngx_graph_notify_journal_sync_done(ngx_graph_notify_journal_t *j)
+{
+    if (j->done_queued) {
+        j->done_again = 1;
+        return;
+    }
+
+    j->done_queued = 1;
+    ngx_graph_notify_commit(j->gmcf->output, &j->done_commit);
 }
 
 
@@ -2378,13 +2388,7 @@ ngx_graph_notify_journal_trim(off_t from)
     ngx_free(buf);
 
     if (j->gmcf->sync && n > 0) {
-        if (j->done_queued) {
-            j->done_again = 1;
-
-        } else {
-            j->done_queued = 1;
-            ngx_graph_notify_commit(j->gmcf->output, &j->done_commit);
-        }
+        ngx_graph_notify_journal_sync_done(j);
     }
 }
 
