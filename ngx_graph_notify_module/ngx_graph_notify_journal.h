@@ -18,10 +18,13 @@
  * journal file of their own in the helper's directory before they answer
  * 202:  "journal.<zone id>.<pid>.<n>".  An entry is
  *
- *     magic, payload length, CRC32 of the payload, item count (4 x 32 bit)
+ *     magic, payload length, CRC of the payload, item count (4 x 32 bit)
  *     payload: received time (64 bit), validationTokens length (32 bit),
  *              the tokens once, then per item its journal sequence number,
  *              line, tenant and record-id lengths and kind, and the bytes.
+ *
+ * The magic "GNJ2" says the CRC is CRC-32C; entries of "GNJ1", written by
+ * earlier versions, have zlib's CRC-32 and are read as well.
  *
  * The helper alone consumes journals (an flock on "journal.lock"):
  *

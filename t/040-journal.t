@@ -19,6 +19,34 @@ sub writable {
                  "graph_notify_output logs/graph_notify.ndjson;");
 }
 
+# CRC-32C, bit by bit (reflected polynomial 0x82f63b78)
+sub crc32c {
+    my ($s) = @_;
+    my $crc = 0xffffffff;
+    for my $b (unpack("C*", $s)) {
+        $crc ^= $b;
+        $crc = ($crc & 1) ? ($crc >> 1) ^ 0x82f63b78 : $crc >> 1 for 1 .. 8;
+    }
+    return $crc ^ 0xffffffff;
+}
+
+# The entries of a journal file: [magic, crc, n, payload] each.
+sub entries {
+    my ($file) = @_;
+    open my $fh, '<:raw', $file or die "$file: $!";
+    local $/;
+    my $s = <$fh>;
+    close $fh;
+    my @e;
+    while (length $s >= 16) {
+        my ($magic, $len, $crc, $n) = unpack("LLLL", $s);
+        last if length $s < 16 + $len;
+        push @e, [$magic, $crc, $n, substr($s, 16, $len)];
+        substr($s, 0, 16 + $len, "");
+    }
+    return @e;
+}
+
 sub queued {
     my ($n) = @_;
     ok(wait_for(sub { status()->{helper}{outputErrors} >= 1
@@ -192,4 +220,46 @@ check_once(\@acked, "torn tail");
 ok(wait_for(sub { log_count(qr/graph_notify: journal .* a torn entry at offset $size /) == 1 }),
    "the torn entry logged");
 is(status()->{journal}{torn}, 1, "counted");
+stop_nginx_now('QUIT');
+
+
+
+=== TEST 9: entries of CRC-32C ("GNJ2"), and of zlib's CRC-32 ("GNJ1", as earlier versions wrote them) recover alike
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+use Compress::Zlib ();
+is(main::crc32c("123456789"), 0xe3069283, "CRC-32C check value");
+my @acked = post_items(6, 5, "crc");
+main::queued(30);
+ok(kill_nginx(), "every process killed");
+my ($entries, $good, $old) = (0, 0, 0);
+for my $f (journal_files()) {
+    my @e = main::entries($f);
+    my $out = "";
+    for my $i (0 .. $#e) {
+        my ($magic, $crc, $n, $payload) = @{ $e[$i] };
+        $entries++;
+        $good++ if $magic == 0x324a4e47 && $crc == main::crc32c($payload);
+        # every other entry as an earlier version wrote it
+        if ($i % 2 == 0) {
+            $magic = 0x314a4e47;
+            $crc = Compress::Zlib::crc32($payload);
+            $old++;
+        }
+        $out .= pack("LLLL", $magic, length $payload, $crc, $n) . $payload;
+    }
+    open my $fh, '>:raw', $f or die "$f: $!";
+    print $fh $out;
+    close $fh;
+}
+is($entries, 6, "6 entries");
+is($good, 6, "each one GNJ2 with its CRC-32C");
+ok($old >= 3, "$old rewritten as GNJ1");
+main::writable();
+ok(start_nginx_again(), "started again");
+check_once(\@acked, "GNJ1 and GNJ2");
+is(status()->{journal}{torn}, 0, "none torn");
+is(status()->{journal}{recovered}, 30, "30 recovered");
 stop_nginx_now('QUIT');
