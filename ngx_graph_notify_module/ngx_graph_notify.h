@@ -112,6 +112,7 @@ typedef enum {
 
 
 typedef struct ngx_graph_notify_dcache_s  ngx_graph_notify_dcache_t;
+typedef struct ngx_graph_notify_runs_s    ngx_graph_notify_runs_t;
 
 typedef struct {
     ngx_str_t                   id;
@@ -418,6 +419,9 @@ typedef struct {
     ngx_str_t                   thread_pool_name;
 #if (NGX_THREADS)
     ngx_thread_pool_t          *thread_pool;
+
+    /* the worker's decryption tasks in it (ngx_graph_notify_handler.c) */
+    ngx_graph_notify_runs_t    *runs;
 #endif
 
     /* validation tokens of rich notifications (ngx_graph_notify_jwt.c) */

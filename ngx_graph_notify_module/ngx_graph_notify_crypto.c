@@ -30,11 +30,17 @@
  * next decryption with the same key: setting them up (RSA-OAEP, and the
  * algorithms' look-up by name) costs more than the AES and HMAC steps of
  * a small item.  A context is used by one thread at a time.
+ *
+ * Each context has a copy of the key of its own: OpenSSL takes a write
+ * lock of the key's for every private-key operation (its blinding), and
+ * threads sharing one key wait on it, asleep, while the holder is
+ * descheduled.
  */
 
 typedef struct ngx_graph_notify_dctx_s  ngx_graph_notify_dctx_t;
 
 struct ngx_graph_notify_dctx_s {
+    EVP_PKEY                   *pkey;          /* the key's own copy */
     EVP_PKEY_CTX               *rsa;           /* OAEP, SHA-1, MGF1-SHA-1 */
     EVP_MAC_CTX                *hmac;          /* HMAC-SHA256 */
     EVP_CIPHER_CTX             *aes;
@@ -381,7 +387,8 @@ ngx_graph_notify_dctx_get(ngx_graph_notify_dcache_t *cache)
                                                  (char *) "SHA256", 0);
     params[1] = OSSL_PARAM_construct_end();
 
-    dc->rsa = EVP_PKEY_CTX_new(cache->pkey, NULL);
+    dc->pkey = EVP_PKEY_dup(cache->pkey);
+    dc->rsa = dc->pkey ? EVP_PKEY_CTX_new(dc->pkey, NULL) : NULL;
     dc->hmac = EVP_MAC_CTX_new(cache->hmac);
     dc->aes = EVP_CIPHER_CTX_new();
 
@@ -422,6 +429,7 @@ static void
 ngx_graph_notify_dctx_free(ngx_graph_notify_dctx_t *dc)
 {
     EVP_PKEY_CTX_free(dc->rsa);
+    EVP_PKEY_free(dc->pkey);
     EVP_MAC_CTX_free(dc->hmac);
     EVP_CIPHER_CTX_free(dc->aes);
     OPENSSL_free(dc);

@@ -22,6 +22,9 @@
 #define NGX_GRAPH_NOTIFY_CHUNK_RICH     16
 #define NGX_GRAPH_NOTIFY_CHUNK_ITEMS    256
 
+/* at most so many batches' stages in one task */
+#define NGX_GRAPH_NOTIFY_RUN_BATCHES    32
+
 /* how much lower than the worker the threads of the pool run (nice) */
 #define NGX_GRAPH_NOTIFY_THREAD_NICE    5
 
@@ -105,12 +108,51 @@ typedef struct {
     unsigned                       threaded:1;
 
 #if (NGX_THREADS)
-    ngx_thread_task_t             *task;
+    /* the pool's queue was full: 503 */
+    unsigned                       overloaded:1;
+
+    ngx_http_request_t            *request;
+    ngx_queue_t                    queue;      /* waiting for a task */
+    ngx_uint_t                     weight;     /* rich items, for a task */
     ngx_graph_notify_stage_e       stage;
     ngx_uint_t                     from;
     ngx_uint_t                     to;
 #endif
 } ngx_graph_notify_ctx_t;
+
+
+#if (NGX_THREADS)
+
+/*
+ * A task of the thread pool: the next stage of several batches, run one
+ * after the other by one thread.  A worker has at most as many in the
+ * pool as there are CPUs; stages that come meanwhile wait, and go
+ * together in the next task, so that under load one wake-up of a thread
+ * and one of the event loop serve many requests.
+ */
+
+typedef struct ngx_graph_notify_run_s  ngx_graph_notify_run_t;
+
+struct ngx_graph_notify_run_s {
+    ngx_thread_task_t             *task;
+    ngx_graph_notify_runs_t       *runs;
+    ngx_graph_notify_run_t        *next;       /* idle */
+    ngx_uint_t                     n;
+    ngx_graph_notify_ctx_t        *ctx[NGX_GRAPH_NOTIFY_RUN_BATCHES];
+};
+
+
+/* a worker's tasks; on the event loop only */
+
+struct ngx_graph_notify_runs_s {
+    ngx_thread_pool_t             *pool;
+    ngx_str_t                     *pool_name;
+    ngx_queue_t                    waiting;    /* batches' stages */
+    ngx_graph_notify_run_t        *free;       /* idle tasks */
+    ngx_uint_t                     resuming;
+};
+
+#endif
 
 
 static ngx_int_t ngx_graph_notify_handshake(ngx_http_request_t *r,
@@ -131,8 +173,12 @@ static void ngx_graph_notify_chunk(ngx_graph_notify_ctx_t *ctx,
 #if (NGX_THREADS)
 static ngx_int_t ngx_graph_notify_post(ngx_http_request_t *r,
     ngx_graph_notify_ctx_t *ctx, ngx_graph_notify_stage_e stage);
+static ngx_graph_notify_runs_t *ngx_graph_notify_runs(
+    ngx_graph_notify_main_conf_t *gmcf);
+static void ngx_graph_notify_dispatch(ngx_graph_notify_runs_t *runs);
 static void ngx_graph_notify_thread(void *data, ngx_log_t *log);
 static void ngx_graph_notify_thread_done(ngx_event_t *ev);
+static void ngx_graph_notify_resume(ngx_graph_notify_ctx_t *ctx);
 #endif
 static ngx_int_t ngx_graph_notify_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
@@ -722,6 +768,13 @@ ngx_graph_notify_next(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
 
     for ( ;; ) {
 
+#if (NGX_THREADS)
+        if (ctx->overloaded) {
+            ngx_http_finalize_request(r, ngx_graph_notify_unavailable(r));
+            return;
+        }
+#endif
+
         if (ctx->status) {
             ngx_http_finalize_request(r, ngx_graph_notify_failed(r, ctx));
             return;
@@ -877,60 +930,179 @@ static ngx_int_t
 ngx_graph_notify_post(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx,
     ngx_graph_notify_stage_e stage)
 {
-    ngx_uint_t                     held;
-    ngx_thread_task_t             *task;
+    ngx_uint_t                     i;
+    ngx_graph_notify_runs_t       *runs;
     ngx_graph_notify_main_conf_t  *gmcf;
-    u_char                         buf[64];
 
     gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
 
-    task = ctx->task;
-
-    if (task == NULL) {
-        task = ngx_thread_task_alloc(r->pool, 0);
-        if (task == NULL) {
-            return NGX_ERROR;
-        }
-
-        task->ctx = ctx;
-        task->handler = ngx_graph_notify_thread;
-        task->event.handler = ngx_graph_notify_thread_done;
-        task->event.data = r;
-
-        ctx->task = task;
+    runs = ngx_graph_notify_runs(gmcf);
+    if (runs == NULL) {
+        return NGX_ERROR;
     }
 
+    ctx->request = r;
     ctx->stage = stage;
 
-    if (ngx_thread_task_post(gmcf->thread_pool, task) != NGX_OK) {
+    if (stage == NGX_GRAPH_NOTIFY_STAGE_INTAKE) {
+        /* a body of more than 64 KiB: a task of its own */
+        ctx->weight = NGX_GRAPH_NOTIFY_CHUNK_RICH;
+
+    } else {
+        ctx->weight = 0;
+
+        for (i = ctx->from; i < ctx->to; i++) {
+            if (!ctx->slots[i].dropped && ctx->slots[i].rich) {
+                ctx->weight++;
+            }
+        }
+    }
+
+    ngx_queue_insert_tail(&runs->waiting, &ctx->queue);
+
+    r->main->blocked++;
+    r->aio = 1;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    ngx_graph_notify_dispatch(runs);
+
+    return NGX_OK;
+}
+
+
+/* the worker's tasks, made at its first threaded batch */
+
+static ngx_graph_notify_runs_t *
+ngx_graph_notify_runs(ngx_graph_notify_main_conf_t *gmcf)
+{
+    ngx_uint_t                i, n;
+    ngx_thread_task_t        *task;
+    ngx_graph_notify_run_t   *run;
+    ngx_graph_notify_runs_t  *runs;
+
+    if (gmcf->runs) {
+        return gmcf->runs;
+    }
+
+    runs = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_graph_notify_runs_t));
+    if (runs == NULL) {
+        return NULL;
+    }
+
+    runs->pool = gmcf->thread_pool;
+    runs->pool_name = &gmcf->thread_pool_name;
+
+    ngx_queue_init(&runs->waiting);
+
+    /* more would only take turns on the same CPUs */
+    n = ngx_max(ngx_ncpu, 1);
+
+    for (i = 0; i < n; i++) {
+        task = ngx_thread_task_alloc(ngx_cycle->pool,
+                                     sizeof(ngx_graph_notify_run_t));
+        if (task == NULL) {
+            return NULL;
+        }
+
+        run = task->ctx;
+        run->task = task;
+        run->runs = runs;
+        run->next = runs->free;
+        runs->free = run;
+
+        task->handler = ngx_graph_notify_thread;
+        task->event.handler = ngx_graph_notify_thread_done;
+        task->event.data = run;
+    }
+
+    gmcf->runs = runs;
+
+    return runs;
+}
+
+
+/*
+ * Hands the waiting stages to idle tasks, in order of arrival, each task
+ * taking stages while they hold no more rich items than a chunk does
+ * (one stage at least).
+ */
+
+static void
+ngx_graph_notify_dispatch(ngx_graph_notify_runs_t *runs)
+{
+    u_char                   buf[64];
+    ngx_uint_t               i, weight, held;
+    ngx_queue_t             *q;
+    ngx_graph_notify_ctx_t  *ctx;
+    ngx_graph_notify_run_t  *run;
+
+    if (runs->resuming) {
+        /* the stages that come now wait to go together */
+        return;
+    }
+
+    while (runs->free && !ngx_queue_empty(&runs->waiting)) {
+
+        run = runs->free;
+        runs->free = run->next;
+
+        run->n = 0;
+        weight = 0;
+
+        while (!ngx_queue_empty(&runs->waiting)
+               && run->n < NGX_GRAPH_NOTIFY_RUN_BATCHES)
+        {
+            q = ngx_queue_head(&runs->waiting);
+            ctx = ngx_queue_data(q, ngx_graph_notify_ctx_t, queue);
+
+            if (run->n && weight + ctx->weight > NGX_GRAPH_NOTIFY_CHUNK_RICH) {
+                break;
+            }
+
+            ngx_queue_remove(q);
+
+            run->ctx[run->n++] = ctx;
+            weight += ctx->weight;
+        }
+
+        if (ngx_thread_task_post(runs->pool, run->task) == NGX_OK) {
+            continue;
+        }
 
         /* the pool's queue is full: NGINX logged it, Graph retries */
 
         if (ngx_graph_notify_ratelog_allow(
                 &ngx_graph_notify_log[NGX_GRAPH_NOTIFY_LOG_OVERLOAD], &held))
         {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "graph_notify: thread pool \"%V\" is full, "
-                          "batch refused with 503%s",
-                          &gmcf->thread_pool_name,
+                          "%ui batch(es) refused with 503%s",
+                          runs->pool_name, run->n,
                           ngx_graph_notify_held(held, buf, sizeof(buf)));
         }
 
-        return NGX_ERROR;
+        run->next = runs->free;
+        runs->free = run;
+
+        runs->resuming++;
+
+        for (i = 0; i < run->n; i++) {
+            run->ctx[i]->overloaded = 1;
+            ngx_graph_notify_resume(run->ctx[i]);
+        }
+
+        runs->resuming--;
     }
-
-    r->main->blocked++;
-    r->aio = 1;
-    r->write_event_handler = ngx_http_request_empty_handler;
-
-    return NGX_OK;
 }
 
 
 static void
 ngx_graph_notify_thread(void *data, ngx_log_t *log)
 {
-    ngx_graph_notify_ctx_t *ctx = data;
+    ngx_graph_notify_run_t *run = data;
+
+    ngx_uint_t               i;
+    ngx_graph_notify_ctx_t  *ctx;
 
 #if (NGX_LINUX)
     int    base, nice;
@@ -962,23 +1134,57 @@ ngx_graph_notify_thread(void *data, ngx_log_t *log)
     }
 #endif
 
-    if (ctx->stage == NGX_GRAPH_NOTIFY_STAGE_INTAKE) {
-        ngx_graph_notify_intake(ctx);
-        return;
-    }
+    for (i = 0; i < run->n; i++) {
+        ctx = run->ctx[i];
 
-    ngx_graph_notify_chunk(ctx, ctx->from, ctx->to);
+        if (ctx->stage == NGX_GRAPH_NOTIFY_STAGE_INTAKE) {
+            ngx_graph_notify_intake(ctx);
+
+        } else {
+            ngx_graph_notify_chunk(ctx, ctx->from, ctx->to);
+        }
+    }
 }
 
 
 static void
 ngx_graph_notify_thread_done(ngx_event_t *ev)
 {
-    ngx_connection_t        *c;
-    ngx_http_request_t      *r;
-    ngx_graph_notify_ctx_t  *ctx;
+    ngx_graph_notify_run_t *run = ev->data;
 
-    r = ev->data;
+    ngx_uint_t                i, n;
+    ngx_graph_notify_ctx_t   *ctx[NGX_GRAPH_NOTIFY_RUN_BATCHES];
+    ngx_graph_notify_runs_t  *runs;
+
+    runs = run->runs;
+
+    n = run->n;
+    ngx_memcpy(ctx, run->ctx, n * sizeof(ngx_graph_notify_ctx_t *));
+
+    run->next = runs->free;
+    runs->free = run;
+
+    /* the batches' next stages are dispatched together, after all */
+
+    runs->resuming++;
+
+    for (i = 0; i < n; i++) {
+        ngx_graph_notify_resume(ctx[i]);
+    }
+
+    runs->resuming--;
+
+    ngx_graph_notify_dispatch(runs);
+}
+
+
+static void
+ngx_graph_notify_resume(ngx_graph_notify_ctx_t *ctx)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
     c = r->connection;
 
     ngx_http_set_log_request(c->log, r);
@@ -986,9 +1192,7 @@ ngx_graph_notify_thread_done(ngx_event_t *ev)
     r->main->blocked--;
     r->aio = 0;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_graph_notify_module);
-
-    if (ctx->stage == NGX_GRAPH_NOTIFY_STAGE_CHUNK) {
+    if (ctx->stage == NGX_GRAPH_NOTIFY_STAGE_CHUNK && !ctx->overloaded) {
         ctx->next = ctx->to;
     }
 
