@@ -24,11 +24,21 @@
  * an eventfd of its own rather than with ngx_notify(): ngx_notify() has a
  * single handler per process, which the thread pools use in a single
  * process.
+ *
+ * Other blocking disk work (the subscriptions' state file) runs as jobs
+ * on a second thread, started at the first job, so that it never delays
+ * the output's syncs; it reports on the same eventfd.
  */
 
 
 /* descriptors of output files reopened while their lines await a sync */
 #define NGX_GRAPH_NOTIFY_COMMIT_OLD  8
+
+/* a job's state */
+#define NGX_GRAPH_NOTIFY_JOB_IDLE     0
+#define NGX_GRAPH_NOTIFY_JOB_POSTED   1
+#define NGX_GRAPH_NOTIFY_JOB_RUNNING  2
+#define NGX_GRAPH_NOTIFY_JOB_DONE     3
 
 
 typedef struct {
@@ -44,7 +54,15 @@ typedef struct {
     ngx_fd_t                     fds[NGX_GRAPH_NOTIFY_COMMIT_OLD + 2];
     u_char                       full[NGX_GRAPH_NOTIFY_COMMIT_OLD + 2];
 
+    /* under the mutex: jobs posted, and run */
+    pthread_t                    job_thread;
+    pthread_cond_t               job_cond;
+    pthread_cond_t               job_done_cond;
+    ngx_queue_t                  jobs;
+    ngx_queue_t                  jobs_done;
+
     /* the event loop's side */
+    ngx_uint_t                   job_thread_started;
     ngx_connection_t            *conn;
     ngx_log_t                   *log;
     ngx_open_file_t             *file;
@@ -59,6 +77,10 @@ typedef struct {
 
 
 static void *ngx_graph_notify_commit_thread(void *data);
+static void *ngx_graph_notify_commit_job_thread(void *data);
+static void ngx_graph_notify_commit_block_signals(void);
+static void ngx_graph_notify_commit_synced(
+    ngx_graph_notify_committer_t *cm, ngx_err_t err);
 static void ngx_graph_notify_commit_start(void);
 static void ngx_graph_notify_commit_done(ngx_event_t *ev);
 static void ngx_graph_notify_commit_atexit(void);
@@ -85,6 +107,8 @@ ngx_graph_notify_commit_init(ngx_cycle_t *cycle, ngx_log_t *log)
 
     ngx_queue_init(&cm->waiting);
     ngx_queue_init(&cm->syncing);
+    ngx_queue_init(&cm->jobs);
+    ngx_queue_init(&cm->jobs_done);
     cm->log = log;
 
     fd = eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC);
@@ -117,7 +141,9 @@ ngx_graph_notify_commit_init(ngx_cycle_t *cycle, ngx_log_t *log)
     cm->conn = c;
 
     if (pthread_mutex_init(&cm->mutex, NULL) != 0
-        || pthread_cond_init(&cm->cond, NULL) != 0)
+        || pthread_cond_init(&cm->cond, NULL) != 0
+        || pthread_cond_init(&cm->job_cond, NULL) != 0
+        || pthread_cond_init(&cm->job_done_cond, NULL) != 0)
     {
         ngx_log_error(NGX_LOG_ALERT, log, 0,
                       "graph_notify: pthread_mutex_init() failed");
@@ -421,18 +447,10 @@ ngx_graph_notify_commit_thread(void *data)
     int         fds[NGX_GRAPH_NOTIFY_COMMIT_OLD + 2];
     u_char      full[NGX_GRAPH_NOTIFY_COMMIT_OLD + 2];
     uint64_t    one;
-    sigset_t    set;
     ngx_err_t   err;
     ngx_uint_t  i, n;
 
-    /* signals are the event loop's */
-
-    sigfillset(&set);
-    sigdelset(&set, SIGILL);
-    sigdelset(&set, SIGFPE);
-    sigdelset(&set, SIGSEGV);
-    sigdelset(&set, SIGBUS);
-    (void) pthread_sigmask(SIG_BLOCK, &set, NULL);
+    ngx_graph_notify_commit_block_signals();
 
     one = 1;
 
@@ -479,14 +497,13 @@ ngx_graph_notify_commit_thread(void *data)
 static void
 ngx_graph_notify_commit_done(ngx_event_t *ev)
 {
-    uint64_t                       count;
-    ngx_err_t                      err;
-    ngx_int_t                      rc;
-    ngx_uint_t                     finished;
-    ngx_queue_t                   *q, done;
-    ngx_connection_t              *c;
-    ngx_graph_notify_commit_t     *cc;
-    ngx_graph_notify_committer_t  *cm;
+    uint64_t                        count;
+    ngx_err_t                       err;
+    ngx_uint_t                      finished;
+    ngx_queue_t                    *q, jobs;
+    ngx_connection_t               *c;
+    ngx_graph_notify_commit_job_t  *job;
+    ngx_graph_notify_committer_t   *cm;
 
     c = ev->data;
     cm = c->data;
@@ -495,15 +512,42 @@ ngx_graph_notify_commit_done(ngx_event_t *ev)
         /* void */
     }
 
+    ngx_queue_init(&jobs);
+
     pthread_mutex_lock(&cm->mutex);
     finished = cm->finished;
     err = cm->err;
     cm->finished = 0;
+
+    if (!ngx_queue_empty(&cm->jobs_done)) {
+        ngx_queue_add(&jobs, &cm->jobs_done);
+        ngx_queue_init(&cm->jobs_done);
+    }
+
     pthread_mutex_unlock(&cm->mutex);
 
-    if (!finished || !cm->running) {
-        return;
+    if (finished && cm->running) {
+        ngx_graph_notify_commit_synced(cm, err);
     }
+
+    while (!ngx_queue_empty(&jobs)) {
+        q = ngx_queue_head(&jobs);
+        ngx_queue_remove(q);
+
+        job = ngx_queue_data(q, ngx_graph_notify_commit_job_t, link);
+        job->state = NGX_GRAPH_NOTIFY_JOB_IDLE;
+        job->handler(job);
+    }
+}
+
+
+static void
+ngx_graph_notify_commit_synced(ngx_graph_notify_committer_t *cm,
+    ngx_err_t err)
+{
+    ngx_int_t                   rc;
+    ngx_queue_t                *q, done;
+    ngx_graph_notify_commit_t  *cc;
 
     cm->running = 0;
 
@@ -531,4 +575,140 @@ ngx_graph_notify_commit_done(ngx_event_t *ev)
         cc = ngx_queue_data(q, ngx_graph_notify_commit_t, link);
         cc->handler(cc, rc);
     }
+}
+
+
+static void
+ngx_graph_notify_commit_block_signals(void)
+{
+    sigset_t  set;
+
+    /* signals are the event loop's */
+
+    sigfillset(&set);
+    sigdelset(&set, SIGILL);
+    sigdelset(&set, SIGFPE);
+    sigdelset(&set, SIGSEGV);
+    sigdelset(&set, SIGBUS);
+    (void) pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+
+/*
+ * Runs job->run() on the jobs' thread, then job->handler() on the event
+ * loop.  Without the committer, or if the thread cannot be started, both
+ * run here, as a last resort.
+ */
+
+void
+ngx_graph_notify_commit_post(ngx_graph_notify_commit_job_t *job)
+{
+    int                            err;
+    ngx_graph_notify_committer_t  *cm;
+
+    cm = ngx_graph_notify_committer;
+
+    if (cm != NULL && !cm->job_thread_started) {
+        err = pthread_create(&cm->job_thread, NULL,
+                             ngx_graph_notify_commit_job_thread, cm);
+        if (err) {
+            ngx_log_error(NGX_LOG_ALERT, cm->log, err,
+                          "graph_notify: pthread_create() failed, "
+                          "a job runs on the event loop");
+            cm = NULL;
+
+        } else {
+            cm->job_thread_started = 1;
+        }
+    }
+
+    if (cm == NULL) {
+        job->run(job);
+        job->handler(job);
+        return;
+    }
+
+    pthread_mutex_lock(&cm->mutex);
+    job->state = NGX_GRAPH_NOTIFY_JOB_POSTED;
+    ngx_queue_insert_tail(&cm->jobs, &job->link);
+    pthread_cond_signal(&cm->job_cond);
+    pthread_mutex_unlock(&cm->mutex);
+}
+
+
+/*
+ * At exit: waits until a posted job has run; its handler is then not
+ * called (the caller takes the result itself).
+ */
+
+void
+ngx_graph_notify_commit_wait(ngx_graph_notify_commit_job_t *job)
+{
+    ngx_graph_notify_committer_t  *cm;
+
+    cm = ngx_graph_notify_committer;
+
+    if (cm == NULL || !cm->job_thread_started) {
+        return;
+    }
+
+    pthread_mutex_lock(&cm->mutex);
+
+    while (job->state == NGX_GRAPH_NOTIFY_JOB_POSTED
+           || job->state == NGX_GRAPH_NOTIFY_JOB_RUNNING)
+    {
+        pthread_cond_wait(&cm->job_done_cond, &cm->mutex);
+    }
+
+    if (job->state == NGX_GRAPH_NOTIFY_JOB_DONE) {
+        ngx_queue_remove(&job->link);
+        job->state = NGX_GRAPH_NOTIFY_JOB_IDLE;
+    }
+
+    pthread_mutex_unlock(&cm->mutex);
+}
+
+
+static void *
+ngx_graph_notify_commit_job_thread(void *data)
+{
+    ngx_graph_notify_committer_t *cm = data;
+
+    uint64_t                        one;
+    ngx_queue_t                    *q;
+    ngx_graph_notify_commit_job_t  *job;
+
+    ngx_graph_notify_commit_block_signals();
+
+    one = 1;
+
+    for ( ;; ) {
+        pthread_mutex_lock(&cm->mutex);
+
+        while (ngx_queue_empty(&cm->jobs)) {
+            pthread_cond_wait(&cm->job_cond, &cm->mutex);
+        }
+
+        q = ngx_queue_head(&cm->jobs);
+        ngx_queue_remove(q);
+
+        job = ngx_queue_data(q, ngx_graph_notify_commit_job_t, link);
+        job->state = NGX_GRAPH_NOTIFY_JOB_RUNNING;
+
+        pthread_mutex_unlock(&cm->mutex);
+
+        job->run(job);
+
+        pthread_mutex_lock(&cm->mutex);
+        job->state = NGX_GRAPH_NOTIFY_JOB_DONE;
+        ngx_queue_insert_tail(&cm->jobs_done, &job->link);
+        pthread_cond_broadcast(&cm->job_done_cond);
+        pthread_mutex_unlock(&cm->mutex);
+
+        if (write(cm->conn->fd, &one, sizeof(uint64_t)) == -1) {
+            /* only EAGAIN: the counter is full, a wake-up is pending */
+        }
+    }
+
+    return NULL;
 }

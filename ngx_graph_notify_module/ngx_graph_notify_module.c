@@ -6,6 +6,7 @@
 
 #include "ngx_graph_notify.h"
 #include "ngx_graph_notify_subscription_conf.h"
+#include "ngx_graph_notify_subscription_state.h"
 #include "ngx_graph_notify_jwt.h"
 #include "ngx_graph_notify_commit.h"
 #include "ngx_graph_notify_conf_file.h"
@@ -1450,7 +1451,11 @@ ngx_graph_notify_init_process(ngx_cycle_t *cycle)
 static void
 ngx_graph_notify_exit_process(ngx_cycle_t *cycle)
 {
-    /* a single process: the output's last lines synced, items done */
+    /*
+     * A single process: the subscription state's save in flight finished
+     * and the last state saved, the output's last lines synced, items done.
+     */
 
+    ngx_graph_notify_sub_state_exit();
     ngx_graph_notify_commit_exit();
 }

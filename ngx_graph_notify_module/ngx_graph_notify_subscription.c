@@ -150,6 +150,10 @@ ngx_graph_notify_subscription_init(ngx_cycle_t *cycle,
     cln->handler = ngx_graph_notify_sub_cleanup;
     cln->data = m;
 
+    if (ngx_graph_notify_sub_state_init(m) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_graph_notify_subs = m;
 
     if (ngx_graph_notify_sub_lock(m) != NGX_OK) {
@@ -353,6 +357,7 @@ ngx_graph_notify_sub_cleanup(void *data)
 
     ngx_graph_notify_reconcile_cleanup(m);
     ngx_graph_notify_backfill_cleanup(m);
+    ngx_graph_notify_sub_state_cleanup(m);
 
     if (m->lock_fd != NGX_INVALID_FILE) {
         (void) ngx_close_file(m->lock_fd);

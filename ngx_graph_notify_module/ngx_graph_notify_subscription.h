@@ -149,6 +149,8 @@ typedef struct {
 } ngx_graph_notify_sub_t;
 
 
+typedef struct ngx_graph_notify_sub_saving_s  ngx_graph_notify_sub_saving_t;
+
 /* the helper that acts on the subscriptions */
 typedef struct {
     ngx_cycle_t                    *cycle;
@@ -180,6 +182,12 @@ typedef struct {
     time_t                          heartbeat;
     time_t                          saved;
     ngx_uint_t                      dirty;
+
+    /* the state file's save in flight (_state.c) */
+    ngx_graph_notify_sub_saving_t  *saving;
+    ngx_uint_t                      save_again;
+    ngx_uint_t                      save_failures;
+    time_t                          save_logged;
 } ngx_graph_notify_subs_t;
 
 

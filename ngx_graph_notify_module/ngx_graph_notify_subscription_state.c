@@ -7,13 +7,121 @@
 #include "ngx_graph_notify_subscription.h"
 #include "ngx_graph_notify_subscription_state.h"
 #include "ngx_graph_notify_subscription_renew.h"
+#include "ngx_graph_notify_commit.h"
 
 
 /*
  * The state file: per subscription its id, expiry and last renewal, and
  * the helper's heartbeat, so that a new helper adopts what the previous
  * one created and knows how long nobody renewed.
+ *
+ * It is read once, when the helper takes the lock.  Saves are made on the
+ * committer's jobs thread (never on the event loop): the state is turned
+ * into JSON on the loop, and the thread writes it to a temporary file,
+ * syncs it, renames it over the state file and syncs the directory, so
+ * that the file on disk is always a whole old or a whole new state.  One
+ * save at a time: a save asked for meanwhile is made once after it, with
+ * the state as it is then.  A failed save is logged (once a minute at
+ * most) and tried again at the next tick; the file keeps the last state
+ * saved.  At exit the save in flight is waited for and what changed
+ * since is saved.
  */
+
+
+/* what one save hands to the thread, and what the thread found */
+struct ngx_graph_notify_sub_saving_s {
+    ngx_graph_notify_commit_job_t   job;
+    ngx_graph_notify_subs_t        *subs;
+    char                           *dump;
+    size_t                          len;
+    u_char                         *name;
+    u_char                         *tmp;
+    u_char                         *dir;
+    const char                     *failed;
+    ngx_err_t                       err;
+    ngx_uint_t                      busy;
+};
+
+
+static char *ngx_graph_notify_sub_dump(ngx_graph_notify_subs_t *m);
+static void ngx_graph_notify_sub_save_run(ngx_graph_notify_commit_job_t *job);
+static void ngx_graph_notify_sub_saved(ngx_graph_notify_commit_job_t *job);
+static void ngx_graph_notify_sub_save_result(ngx_graph_notify_subs_t *m,
+    ngx_graph_notify_sub_saving_t *sv);
+static void ngx_graph_notify_sub_save_atexit(void);
+
+
+ngx_int_t
+ngx_graph_notify_sub_state_init(ngx_graph_notify_subs_t *m)
+{
+    u_char                         *p;
+    size_t                          len;
+    ngx_str_t                      *dir;
+    ngx_graph_notify_sub_saving_t  *sv;
+
+    /* not of the cycle's pool: a save in flight may outlive it */
+
+    dir = &m->gmcf->path->name;
+    len = sizeof(ngx_graph_notify_sub_saving_t)
+          + 2 * m->state_name.len + sizeof(".tmp") + 1 + dir->len + 1;
+
+    sv = ngx_alloc(len, m->log);
+    if (sv == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(sv, sizeof(ngx_graph_notify_sub_saving_t));
+
+    sv->subs = m;
+    sv->job.run = ngx_graph_notify_sub_save_run;
+    sv->job.handler = ngx_graph_notify_sub_saved;
+    sv->job.data = sv;
+
+    p = (u_char *) sv + sizeof(ngx_graph_notify_sub_saving_t);
+
+    sv->name = p;
+    p = ngx_sprintf(p, "%V%Z", &m->state_name);
+    sv->tmp = p;
+    p = ngx_sprintf(p, "%V.tmp%Z", &m->state_name);
+    sv->dir = p;
+    (void) ngx_sprintf(p, "%V%Z", dir);
+
+    m->saving = sv;
+
+    /* the helper leaves with exit(), without module hooks */
+
+    if (ngx_process == NGX_PROCESS_HELPER) {
+        (void) atexit(ngx_graph_notify_sub_save_atexit);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the helper's cycle goes away: a save in flight frees its own data */
+
+void
+ngx_graph_notify_sub_state_cleanup(ngx_graph_notify_subs_t *m)
+{
+    ngx_graph_notify_sub_saving_t  *sv;
+
+    sv = m->saving;
+
+    if (sv == NULL) {
+        return;
+    }
+
+    m->saving = NULL;
+
+    if (sv->busy) {
+        sv->subs = NULL;
+        return;
+    }
+
+    ngx_free(sv);
+}
+
+
 
 
 void
@@ -134,18 +242,51 @@ ngx_graph_notify_sub_load(ngx_graph_notify_subs_t *m, time_t *heartbeat)
 void
 ngx_graph_notify_sub_save(ngx_graph_notify_subs_t *m)
 {
+    char                           *dump;
+    ngx_graph_notify_sub_saving_t  *sv;
+
+    sv = m->saving;
+
+    if (!m->locked || !m->dirty || sv == NULL) {
+        return;
+    }
+
+    if (sv->busy) {
+        m->save_again = 1;
+        return;
+    }
+
+    dump = ngx_graph_notify_sub_dump(m);
+    if (dump == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, m->log, 0,
+                      "graph_notify: no memory for the subscription state");
+        return;
+    }
+
+    /* changes from now on are for the next save */
+
+    m->dirty = 0;
+    m->save_again = 0;
+
+    sv->dump = dump;
+    sv->len = ngx_strlen(dump);
+    sv->failed = NULL;
+    sv->err = 0;
+    sv->busy = 1;
+
+    ngx_graph_notify_commit_post(&sv->job);
+}
+
+
+static char *
+ngx_graph_notify_sub_dump(ngx_graph_notify_subs_t *m)
+{
     char                    *dump;
-    u_char                   tmp[NGX_MAX_PATH];
-    size_t                   len;
     json_t                  *root, *arr, *e;
-    ssize_t                  n;
-    ngx_fd_t                 fd;
     ngx_uint_t               i;
     ngx_graph_notify_sub_t  *s;
 
-    if (!m->locked || !m->dirty) {
-        return;
-    }
+    dump = NULL;
 
     root = json_object();
     arr = json_array();
@@ -155,7 +296,7 @@ ngx_graph_notify_sub_save(ngx_graph_notify_subs_t *m)
                                json_integer(m->heartbeat)) != 0
         || json_object_set(root, "subscriptions", arr) != 0)
     {
-        goto failed;
+        goto done;
     }
 
     s = m->subs.elts;
@@ -180,63 +321,227 @@ ngx_graph_notify_sub_save(ngx_graph_notify_subs_t *m)
                       "recreated", (json_int_t) s[i].shm->recreated);
 
         if (e == NULL || json_array_append_new(arr, e) != 0) {
-            goto failed;
+            goto done;
         }
     }
 
     dump = json_dumps(root, JSON_COMPACT);
-    if (dump == NULL) {
-        goto failed;
-    }
+
+done:
 
     json_decref(arr);
     json_decref(root);
 
-    /* whole or not at all: a temporary file, synced, then renamed */
+    return dump;
+}
 
-    ngx_snprintf(tmp, sizeof(tmp), "%V.tmp%Z", &m->state_name);
 
-    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+/* on the thread: only the job's own data, no logging */
+
+static void
+ngx_graph_notify_sub_save_run(ngx_graph_notify_commit_job_t *job)
+{
+    ngx_graph_notify_sub_saving_t *sv = job->data;
+
+    char      *p;
+    size_t     left;
+    ssize_t    n;
+    ngx_fd_t   fd;
+
+    /* whole or not at all: a temporary file, synced, renamed, dir synced */
+
+    fd = ngx_open_file(sv->tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
                        NGX_FILE_DEFAULT_ACCESS);
 
     if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_CRIT, m->log, ngx_errno,
-                      "graph_notify: " ngx_open_file_n " \"%s\" failed", tmp);
-        free(dump);
-        return;
+        sv->err = ngx_errno;
+        sv->failed = ngx_open_file_n;
+        goto done;
     }
 
-    len = ngx_strlen(dump);
-    n = write(fd, dump, len);
-    free(dump);
+    p = sv->dump;
+    left = sv->len;
 
-    if (n != (ssize_t) len || fsync(fd) == -1) {
-        ngx_log_error(NGX_LOG_CRIT, m->log, ngx_errno,
-                      "graph_notify: writing \"%s\" failed", tmp);
-        (void) ngx_close_file(fd);
-        (void) ngx_delete_file(tmp);
-        return;
+    while (left) {
+        n = write(fd, p, left);
+
+        if (n == -1) {
+            if (ngx_errno == NGX_EINTR) {
+                continue;
+            }
+
+            sv->err = ngx_errno;
+            sv->failed = "write()";
+            break;
+        }
+
+        p += n;
+        left -= n;
+    }
+
+    if (sv->failed == NULL && fsync(fd) == -1) {
+        sv->err = ngx_errno;
+        sv->failed = "fsync()";
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR && sv->failed == NULL) {
+        sv->err = ngx_errno;
+        sv->failed = ngx_close_file_n;
+    }
+
+    if (sv->failed) {
+        (void) ngx_delete_file(sv->tmp);
+        goto done;
+    }
+
+    if (ngx_rename_file(sv->tmp, sv->name) == NGX_FILE_ERROR) {
+        sv->err = ngx_errno;
+        sv->failed = ngx_rename_file_n;
+        (void) ngx_delete_file(sv->tmp);
+        goto done;
+    }
+
+    /* the rename itself is on disk only once the directory is synced */
+
+    fd = ngx_open_file(sv->dir, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        sv->err = ngx_errno;
+        sv->failed = ngx_open_file_n;
+        goto done;
+    }
+
+    if (fsync(fd) == -1) {
+        sv->err = ngx_errno;
+        sv->failed = "fsync()";
     }
 
     (void) ngx_close_file(fd);
 
-    if (ngx_rename_file(tmp, m->state_name.data) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, m->log, ngx_errno,
-                      "graph_notify: " ngx_rename_file_n " \"%s\" to \"%V\" "
-                      "failed", tmp, &m->state_name);
+done:
+
+    free(sv->dump);
+    sv->dump = NULL;
+}
+
+
+/* back on the event loop */
+
+static void
+ngx_graph_notify_sub_saved(ngx_graph_notify_commit_job_t *job)
+{
+    ngx_graph_notify_sub_saving_t *sv = job->data;
+
+    ngx_graph_notify_subs_t  *m;
+
+    sv->busy = 0;
+    m = sv->subs;
+
+    if (m == NULL) {
+        /* the cycle went away meanwhile */
+        ngx_free(sv);
         return;
     }
 
-    m->saved = ngx_time();
+    ngx_graph_notify_sub_save_result(m, sv);
+
+    /* asked for meanwhile: once more, with the state as it is now */
+
+    if (m->save_again && sv->failed == NULL) {
+        ngx_graph_notify_sub_save(m);
+    }
+}
+
+
+static void
+ngx_graph_notify_sub_save_result(ngx_graph_notify_subs_t *m,
+    ngx_graph_notify_sub_saving_t *sv)
+{
+    time_t  now;
+
+    now = ngx_time();
+
+    if (sv->failed == NULL) {
+        m->saved = now;
+
+        if (m->save_failures) {
+            ngx_log_error(NGX_LOG_NOTICE, m->log, 0,
+                          "graph_notify: the subscription state \"%s\" is "
+                          "saved again", sv->name);
+            m->save_failures = 0;
+        }
+
+        return;
+    }
+
+    /* tried again at the next tick; the file keeps the last state saved */
+
+    m->dirty = 1;
+    m->save_again = 0;
+
+    if (m->save_failures++ == 0 || now - m->save_logged >= 60) {
+        ngx_log_error(NGX_LOG_CRIT, m->log, sv->err,
+                      "graph_notify: saving the subscription state \"%s\" "
+                      "failed (%s, %ui time(s) in a row), the file keeps "
+                      "the last state saved, next try in a second",
+                      sv->name, sv->failed, m->save_failures);
+        m->save_logged = now;
+    }
+}
+
+
+/*
+ * At exit (a graceful stop or a reload ends the helper): the save in
+ * flight is waited for, and what changed since is saved here, as the
+ * process serves nothing any more.
+ */
+
+void
+ngx_graph_notify_sub_state_exit(void)
+{
+    char                           *dump;
+    ngx_graph_notify_subs_t        *m;
+    ngx_graph_notify_sub_saving_t  *sv;
+
+    m = ngx_graph_notify_subs;
+
+    if (m == NULL || m->saving == NULL || !m->locked) {
+        return;
+    }
+
+    sv = m->saving;
+
+    if (sv->busy) {
+        ngx_graph_notify_commit_wait(&sv->job);
+        sv->busy = 0;
+        ngx_graph_notify_sub_save_result(m, sv);
+    }
+
+    if (!m->dirty) {
+        return;
+    }
+
+    dump = ngx_graph_notify_sub_dump(m);
+    if (dump == NULL) {
+        return;
+    }
+
     m->dirty = 0;
 
-    return;
+    sv->dump = dump;
+    sv->len = ngx_strlen(dump);
+    sv->failed = NULL;
+    sv->err = 0;
 
-failed:
+    ngx_graph_notify_sub_save_run(&sv->job);
+    ngx_graph_notify_sub_save_result(m, sv);
+}
 
-    json_decref(arr);
-    json_decref(root);
 
-    ngx_log_error(NGX_LOG_ALERT, m->log, 0,
-                  "graph_notify: no memory for the subscription state");
+static void
+ngx_graph_notify_sub_save_atexit(void)
+{
+    if (ngx_process == NGX_PROCESS_HELPER) {
+        ngx_graph_notify_sub_state_exit();
+    }
 }
