@@ -148,6 +148,8 @@ cmp_ok($st->{heartbeat}, '>', $held->{heartbeat}, "the last state saved at exit"
 is($st->{subscriptions}[0]{id}, $s->{id}, "with the subscription");
 ok(! -e main::tmp_file(), "no temporary file left");
 ok(start_nginx_again(), "started again");
+is(main::healthy()->{id}, $s->{id}, "with the same subscription");
+ok(stop_nginx_now('QUIT'), "stopped");
 
 
 
@@ -160,12 +162,12 @@ GET /graph/status
 --- post_check
 my $s = main::healthy();
 ok($s, "healthy");
-my $first = main::state();
+my $first = wait_for(sub { my $st = main::state(); $st && $st->{subscriptions}[0]{id} ? $st : undef });
 ok($first, "saved");
 my ($whole, $rounds, $helper) = (0, 12, helper_pid());
 for my $i (1 .. $rounds) {
     # at a random moment of the helper's life: saves come every second
-    sleep rand(1.2);
+    sleep rand(1.2 * valgrind_factor());
     kill 'KILL', $helper;
     wait_for(sub { !alive($helper) });
     my $st = main::state();

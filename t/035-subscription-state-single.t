@@ -109,3 +109,4 @@ is($st->{subscriptions}[0]{id}, $s->{id}, "with the subscription");
 ok(! -e main::tmp_file(), "no temporary file left");
 ok(start_nginx_again(), "started again");
 ok(wait_for(sub { log_count(qr/subscription $s->{id} .* found/) }), "the subscription found in the state file");
+ok(stop_nginx_now('QUIT'), "stopped");
