@@ -410,6 +410,11 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                                 "Bytes of queued items.");
     p = ngx_slprintf(p, last, "graph_notify_queue_bytes %uz\n", s->bytes);
 
+    p = ngx_graph_notify_metric(p, last, "zone_size_bytes", "gauge",
+                                "Size of the zone, in bytes.");
+    p = ngx_slprintf(p, last, "graph_notify_zone_size_bytes %uz\n",
+                     s->zone_size);
+
     p = ngx_graph_notify_metric(p, last, "zone_free_bytes", "gauge",
                                 "Free whole pages of the zone, in bytes.");
     p = ngx_slprintf(p, last, "graph_notify_zone_free_bytes %uz\n",
