@@ -311,7 +311,8 @@ typedef struct {
     uint64_t                    zone_id;
     ngx_rbtree_t                holds;
     ngx_rbtree_node_t           holds_sentinel;
-    ngx_uint_t                  tenants;
+    ngx_uint_t                  tenants;       /* with items queued */
+    ngx_uint_t                  idle_holds;    /* kept empty */
     time_t                      refused_at;
     uint32_t                    refused_tenant;
     ngx_atomic_t                files;

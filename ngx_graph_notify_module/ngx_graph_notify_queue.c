@@ -8,6 +8,13 @@
 #include "ngx_graph_notify_journal.h"
 
 
+/* emptied tenant holds kept for their tenants' next items */
+#define NGX_GRAPH_NOTIFY_IDLE_HOLDS  64
+
+/* the key of a tenant's hold: a quarter of ngx_crc32_short()'s cost */
+#define ngx_graph_notify_tenant_hash(p, len)  ngx_murmur_hash2(p, len)
+
+
 /*
  * The queue lives in one slab zone and is guarded by the slab pool's own
  * mutex: if a process dies holding it, the master unlocks it, which a
@@ -252,9 +259,21 @@ ngx_graph_notify_queue_free(ngx_graph_notify_queue_t *q,
         hold->bytes -= item->cost;
 
         if (hold->items == 0) {
-            ngx_rbtree_delete(&q->sh->holds, &hold->sn.node);
-            ngx_slab_free_locked(q->shpool, hold);
             q->sh->tenants--;
+
+            /*
+             * An emptied hold is kept for the tenant's next batch (a
+             * queue drained as fast as it fills empties it per item),
+             * up to so many; past them it goes.
+             */
+
+            if (q->sh->idle_holds < NGX_GRAPH_NOTIFY_IDLE_HOLDS) {
+                q->sh->idle_holds++;
+
+            } else {
+                ngx_rbtree_delete(&q->sh->holds, &hold->sn.node);
+                ngx_slab_free_locked(q->shpool, hold);
+            }
         }
     }
 
@@ -399,7 +418,7 @@ static ngx_graph_notify_hold_t *
 ngx_graph_notify_queue_hold(ngx_graph_notify_queue_t *q, ngx_str_t *tenant,
     uint32_t hash)
 {
-    /* hash: ngx_crc32_short() of the tenant, computed once per batch */
+    /* hash: ngx_graph_notify_tenant_hash(), computed once per batch */
 
     return (ngx_graph_notify_hold_t *)
                ngx_str_rbtree_lookup(&q->sh->holds, tenant, hash);
@@ -427,8 +446,9 @@ ngx_graph_notify_queue_hold_add(ngx_graph_notify_queue_t *q,
     hold->items = 0;
     hold->bytes = 0;
 
+    /* an idle hold until its first item */
     ngx_rbtree_insert(&q->sh->holds, &hold->sn.node);
-    q->sh->tenants++;
+    q->sh->idle_holds++;
 
     return hold;
 }
@@ -488,7 +508,8 @@ ngx_graph_notify_queue_over_share(ngx_graph_notify_queue_t *q,
     now = ngx_time();
 
     for (k = 0; k < ngroups; k++) {
-        hash = ngx_crc32_short(groups[k].tenant.data, groups[k].tenant.len);
+        hash = ngx_graph_notify_tenant_hash(groups[k].tenant.data,
+                                            groups[k].tenant.len);
         hold = ngx_graph_notify_queue_hold(q, &groups[k].tenant, hash);
         held_items = hold ? hold->items : 0;
 
@@ -619,8 +640,8 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
                               entries[i].tenant.len)
                    != 0))
         {
-            hash = ngx_crc32_short(entries[i].tenant.data,
-                                   entries[i].tenant.len);
+            hash = ngx_graph_notify_tenant_hash(entries[i].tenant.data,
+                                                entries[i].tenant.len);
             hold = ngx_graph_notify_queue_hold(q, &entries[i].tenant, hash);
         }
 
@@ -636,7 +657,12 @@ ngx_graph_notify_queue_stage(ngx_graph_notify_queue_t *q,
 
         if (item) {
             item->hold = hold;
-            hold->items++;
+
+            if (hold->items++ == 0) {
+                q->sh->tenants++;
+                q->sh->idle_holds--;
+            }
+
             hold->bytes += item->cost;
         }
 
@@ -690,8 +716,9 @@ full:
 
     if (n) {
         q->sh->refused_at = ngx_time();
-        q->sh->refused_tenant = ngx_crc32_short(entries[0].tenant.data,
-                                                entries[0].tenant.len);
+        q->sh->refused_tenant = ngx_graph_notify_tenant_hash(
+                                    entries[0].tenant.data,
+                                    entries[0].tenant.len);
     }
 
     ngx_shmtx_unlock(&q->shpool->mutex);
