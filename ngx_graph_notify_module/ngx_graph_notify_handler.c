@@ -629,7 +629,13 @@ ngx_graph_notify_intake(ngx_graph_notify_ctx_t *ctx)
     ngx_int_t                     rc;
     ngx_graph_notify_envelope_t   env;
 
-    if (ngx_array_init(&ctx->items, ctx->pool, 4,
+    /*
+     * One slot to start with, as Graph's batches mostly have one item: a
+     * slot is about 500 bytes, and four took the request's pool past its
+     * first block.
+     */
+
+    if (ngx_array_init(&ctx->items, ctx->pool, 1,
                        sizeof(ngx_graph_notify_slot_t))
         != NGX_OK)
     {

@@ -121,7 +121,7 @@ ngx_graph_notify_queue_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 ngx_int_t
 ngx_graph_notify_record_id(ngx_str_t *resource, ngx_str_t *id)
 {
-    u_char  *p, *last;
+    u_char  *p, *last, c;
 
     static const char  prefix[] = "communications/callRecords/";
 
@@ -148,8 +148,14 @@ ngx_graph_notify_record_id(ngx_str_t *resource, ngx_str_t *id)
 
     id->data = p;
 
+    /* letters, digits, '-' and '_' (no isalnum(): a call per byte) */
+
     for ( /* void */ ; p < last; p++) {
-        if (!isalnum(*p) && *p != '-' && *p != '_') {
+        c = (u_char) (*p | 0x20);
+
+        if (!((*p >= '0' && *p <= '9') || (c >= 'a' && c <= 'z')
+              || *p == '-' || *p == '_'))
+        {
             return NGX_DECLINED;
         }
     }
