@@ -184,6 +184,7 @@ typedef struct {
 
     /* the journal: counters of the workers, gauges of the helper */
     ngx_atomic_t                journal_appends;
+    ngx_atomic_t                journal_writes;
     ngx_atomic_t                journal_failures;
     ngx_atomic_t                journal_bytes;
     ngx_atomic_t                journal_files;

@@ -105,6 +105,10 @@ typedef struct {
     /* the first dropped item's subscription, for the log */
     u_char                         first_subscription[80];
 
+    /* the items dropped, and kept, once the batch is journaled */
+    ngx_graph_notify_drops_t       drops;
+    ngx_uint_t                     kept;
+
     unsigned                       threaded:1;
 
 #if (NGX_THREADS)
@@ -194,6 +198,9 @@ static ngx_int_t ngx_graph_notify_tenant_allowed(
     ngx_graph_notify_loc_conf_t *glcf, ngx_str_t *tenant);
 static ngx_int_t ngx_graph_notify_prepare_rich(ngx_graph_notify_ctx_t *ctx,
     ngx_graph_notify_slot_t *slot);
+static void ngx_graph_notify_journaled(ngx_http_request_t *r, ngx_int_t rc);
+static ngx_int_t ngx_graph_notify_kept(ngx_http_request_t *r,
+    ngx_graph_notify_ctx_t *ctx);
 static void ngx_graph_notify_synced(ngx_http_request_t *r, ngx_int_t rc);
 
 static ngx_graph_notify_ratelog_t  ngx_graph_notify_share_log;
@@ -1220,13 +1227,13 @@ static ngx_int_t
 ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
 {
     size_t                         i;
-    ngx_int_t                      rc, jrc;
+    ngx_int_t                      jrc;
     ngx_uint_t                     k, held;
     u_char                         buf[64];
     ngx_graph_notify_slot_t       *slot;
     ngx_graph_notify_entry_t      *entries;
     ngx_graph_notify_queue_t      *q;
-    ngx_graph_notify_drops_t       drops;
+    ngx_graph_notify_drops_t      *drops;
     ngx_graph_notify_main_conf_t  *gmcf;
 
     gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
@@ -1238,20 +1245,21 @@ ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&drops, sizeof(ngx_graph_notify_drops_t));
+    drops = &ctx->drops;
+    ngx_memzero(drops, sizeof(ngx_graph_notify_drops_t));
     k = 0;
 
     for (i = 0; i < ctx->n; i++) {
         slot = &ctx->slots[i];
 
         if (slot->dropped) {
-            if (drops.total++ == 0) {
-                drops.first_index = i;
-                drops.first_reason = slot->reason;
-                drops.first_subscription = ctx->first_subscription;
+            if (drops->total++ == 0) {
+                drops->first_index = i;
+                drops->first_reason = slot->reason;
+                drops->first_subscription = ctx->first_subscription;
             }
 
-            drops.dropped[slot->reason]++;
+            drops->dropped[slot->reason]++;
             continue;
         }
 
@@ -1266,14 +1274,22 @@ ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
         entries[k++] = slot->entry;
     }
 
+    ctx->kept = k;
+
     /*
      * Journaled and queued, the whole batch, before the 202; or nothing,
-     * and a 503 makes Graph deliver the batch again.
+     * and a 503 makes Graph deliver the batch again.  The journal is
+     * written at the end of the turn, for every batch of the turn.
      */
 
-    jrc = k ? ngx_graph_notify_journal_append(gmcf, entries, k, &ctx->tokens,
-                                              r->pool, r->connection->log)
+    jrc = k ? ngx_graph_notify_journal_append(r, entries, k, &ctx->tokens,
+                                              ngx_graph_notify_journaled)
             : NGX_OK;
+
+    if (jrc == NGX_AGAIN) {
+        r->main->count++;
+        return NGX_DONE;
+    }
 
     if (jrc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1322,6 +1338,46 @@ ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
         return ngx_graph_notify_unavailable(r);
     }
 
+    return ngx_graph_notify_kept(r, ctx);
+}
+
+
+/* the batch's journal write ended: kept (NGX_OK) or not */
+
+static void
+ngx_graph_notify_journaled(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_graph_notify_ctx_t  *ctx;
+
+    if (rc != NGX_OK) {
+        /* the journal could not take it: counted and logged by the journal */
+        ngx_http_finalize_request(r, ngx_graph_notify_unavailable(r));
+        return;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_graph_notify_module);
+
+    ngx_http_finalize_request(r, ngx_graph_notify_kept(r, ctx));
+}
+
+
+/* the batch's accepted items are journaled and queued: the answer */
+
+static ngx_int_t
+ngx_graph_notify_kept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
+{
+    size_t                         i;
+    ngx_int_t                      rc;
+    ngx_uint_t                     k;
+    ngx_graph_notify_queue_t      *q;
+    ngx_graph_notify_drops_t      *drops;
+    ngx_graph_notify_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
+    q = gmcf->shm_zone->data;
+    drops = &ctx->drops;
+    k = ctx->kept;
+
     if (k) {
         ngx_graph_notify_queue_wake(q, gmcf->wake_fd, r->connection->log);
     }
@@ -1329,14 +1385,14 @@ ngx_graph_notify_accept(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx)
     ngx_graph_notify_stat_add(q, items_received, ctx->n);
     ngx_graph_notify_stat_add(q, items_accepted, k);
 
-    if (drops.total) {
+    if (drops->total) {
         for (i = 0; i < NGX_GRAPH_NOTIFY_DROP_N; i++) {
-            if (drops.dropped[i]) {
-                ngx_graph_notify_stat_add(q, dropped[i], drops.dropped[i]);
+            if (drops->dropped[i]) {
+                ngx_graph_notify_stat_add(q, dropped[i], drops->dropped[i]);
             }
         }
 
-        ngx_graph_notify_log_drops(r, &drops, ctx->n);
+        ngx_graph_notify_log_drops(r, drops, ctx->n);
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

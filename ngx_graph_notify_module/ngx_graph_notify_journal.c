@@ -35,6 +35,15 @@
 #define NGX_GRAPH_NOTIFY_JOURNAL_PREFIX   "journal."
 
 /*
+ * The turn's buffer: entries of every batch accepted in one turn of the
+ * worker's event loop, written with one write().  It is kept from turn to
+ * turn (no allocation per turn), unless a large batch made it grow past
+ * the size kept.
+ */
+#define NGX_GRAPH_NOTIFY_JOURNAL_BUF      (64 * 1024)
+#define NGX_GRAPH_NOTIFY_JOURNAL_BUF_KEEP (1024 * 1024)
+
+/*
  * The checkpoint's CRC-32, and the entries' of "GNJ1": zlib's, the same
  * value as ngx_crc32_long(), several times faster on a batch.
  */
@@ -87,11 +96,16 @@ typedef struct {
 #define NGX_GRAPH_NOTIFY_JOURNAL_RETIRED  8
 
 
-/* a request whose 202 waits for the journal's fsync */
+/*
+ * A request whose batch is in the turn's buffer (first and n: its staged
+ * items), or whose 202 waits for the journal's fsync.
+ */
 typedef struct {
     ngx_queue_t                   link;
     ngx_http_request_t           *request;
     ngx_graph_notify_journal_synced_pt  handler;
+    ngx_graph_notify_item_t      *first;
+    ngx_uint_t                    n;
 } ngx_graph_notify_jwait_t;
 
 
@@ -111,6 +125,14 @@ typedef struct {
     ngx_uint_t                    opened;
     off_t                         off;
     uint32_t                      file;
+
+    /* the turn's entries, written at its end by the posted "write" */
+    u_char                       *buf;
+    size_t                        len;
+    size_t                        size;
+    ngx_queue_t                   turn;
+    ngx_uint_t                    nturn;
+    ngx_event_t                   write;
 
     /* graph_notify_sync: group commit, one fsync task at a time */
     ngx_queue_t                   waiting;
@@ -215,13 +237,16 @@ typedef struct {
 static ngx_int_t ngx_graph_notify_journal_writer(
     ngx_graph_notify_main_conf_t *gmcf, ngx_graph_notify_queue_t *q,
     ngx_log_t *log);
+static ngx_int_t ngx_graph_notify_journal_grow(ngx_graph_notify_jwriter_t *w,
+    size_t len, ngx_log_t *log);
+static void ngx_graph_notify_journal_write_handler(ngx_event_t *ev);
+static void ngx_graph_notify_journal_answer(ngx_queue_t *done, ngx_int_t rc);
 static void ngx_graph_notify_journal_refused(ngx_graph_notify_queue_t *q,
     ngx_log_t *log, ngx_err_t err, const char *what);
 #if (NGX_THREADS)
 static ngx_int_t ngx_graph_notify_journal_fsync_start(ngx_log_t *log);
 static void ngx_graph_notify_journal_fsync_thread(void *data, ngx_log_t *log);
 static void ngx_graph_notify_journal_fsync_done(ngx_event_t *ev);
-static void ngx_graph_notify_journal_answer(ngx_queue_t *done, ngx_int_t rc);
 #endif
 static void ngx_graph_notify_journal_alive(ngx_event_t *ev);
 static ngx_int_t ngx_graph_notify_journal_lock(void);
@@ -264,24 +289,25 @@ static ngx_graph_notify_journal_t  *ngx_graph_notify_journal;
 /* the worker's side */
 
 ngx_int_t
-ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
+ngx_graph_notify_journal_append(ngx_http_request_t *r,
     ngx_graph_notify_entry_t *entries, ngx_uint_t n, ngx_str_t *tokens,
-    ngx_pool_t *pool, ngx_log_t *log)
+    ngx_graph_notify_journal_synced_pt handler)
 {
-    u_char                      *buf, *p;
-    size_t                       len;
-    ssize_t                      written;
-    uint64_t                     received;
-    uint32_t                     tlen;
-    ngx_err_t                    err;
-    ngx_uint_t                   i;
-    ngx_graph_notify_queue_t    *q;
-    ngx_graph_notify_item_t     *first;
-    ngx_graph_notify_jref_t      jref;
-    ngx_graph_notify_jentry_t    e;
-    ngx_graph_notify_jitem_t     ji;
-    ngx_graph_notify_jwriter_t  *w;
+    u_char                        *p, *start;
+    size_t                         len;
+    uint64_t                       received;
+    uint32_t                       tlen;
+    ngx_uint_t                     i;
+    ngx_graph_notify_queue_t      *q;
+    ngx_graph_notify_item_t       *first;
+    ngx_graph_notify_jref_t        jref;
+    ngx_graph_notify_jentry_t      e;
+    ngx_graph_notify_jitem_t       ji;
+    ngx_graph_notify_jwait_t      *wt;
+    ngx_graph_notify_jwriter_t    *w;
+    ngx_graph_notify_main_conf_t  *gmcf;
 
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_graph_notify_module);
     q = gmcf->shm_zone->data;
     w = &ngx_graph_notify_jwriter;
 
@@ -307,28 +333,35 @@ ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
 
 #endif
 
-    if (!w->opened
-        || (w->off >= NGX_GRAPH_NOTIFY_JOURNAL_ROTATE
-            && w->nretired < NGX_GRAPH_NOTIFY_JOURNAL_RETIRED))
+    if (w->write.handler == NULL) {
+        ngx_queue_init(&w->turn);
+
+        w->write.handler = ngx_graph_notify_journal_write_handler;
+        w->write.data = w;
+        w->write.log = ngx_cycle->log;
+    }
+
+    w->gmcf = gmcf;
+    w->queue = q;
+
+    /* a new file only between writes: the turn's entries go to one file */
+
+    if (w->len == 0
+        && (!w->opened
+            || (w->off >= NGX_GRAPH_NOTIFY_JOURNAL_ROTATE
+                && w->nretired < NGX_GRAPH_NOTIFY_JOURNAL_RETIRED)))
     {
-        if (ngx_graph_notify_journal_writer(gmcf, q, log) != NGX_OK) {
+        if (ngx_graph_notify_journal_writer(gmcf, q, r->connection->log)
+            != NGX_OK)
+        {
             ngx_graph_notify_stat_inc(q, journal_failures);
             return NGX_DECLINED;
         }
     }
 
-    /* room in the zone first: a full queue never touches the journal */
-
-    jref.zone = q->sh->zone_id;
-    jref.pid = (uint32_t) ngx_pid;
-    jref.file = w->file;
-    jref.off = w->off;
-    jref.seq = 0;
-
-    first = ngx_graph_notify_queue_stage(q, entries, n, tokens, &jref);
-    if (first == NULL) {
-        return q->refused == NGX_GRAPH_NOTIFY_REFUSED_SHARE ? NGX_ABORT
-                                                            : NGX_BUSY;
+    wt = ngx_palloc(r->pool, sizeof(ngx_graph_notify_jwait_t));
+    if (wt == NULL) {
+        return NGX_ERROR;
     }
 
     tlen = tokens ? (uint32_t) tokens->len : 0;
@@ -341,13 +374,32 @@ ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
                + entries[i].tenant.len + entries[i].record.len;
     }
 
-    buf = ngx_pnalloc(pool, len);
-    if (buf == NULL) {
-        ngx_graph_notify_queue_unstage(q, first, n);
-        return NGX_ERROR;
+    if (w->len + len > w->size) {
+        if (ngx_graph_notify_journal_grow(w, len, r->connection->log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
-    p = buf + sizeof(ngx_graph_notify_jentry_t);
+    /* room in the zone first: a full queue never touches the journal */
+
+    jref.zone = q->sh->zone_id;
+    jref.pid = (uint32_t) ngx_pid;
+    jref.file = w->file;
+    jref.off = w->off + w->len;
+    jref.seq = 0;
+
+    first = ngx_graph_notify_queue_stage(q, entries, n, tokens, &jref);
+    if (first == NULL) {
+        return q->refused == NGX_GRAPH_NOTIFY_REFUSED_SHARE ? NGX_ABORT
+                                                            : NGX_BUSY;
+    }
+
+    /* the entry, built in the turn's buffer after those of the turn */
+
+    start = w->buf + w->len;
+    p = start + sizeof(ngx_graph_notify_jentry_t);
 
     received = (uint64_t) first->received;
     p = ngx_cpymem(p, &received, sizeof(uint64_t));
@@ -373,26 +425,124 @@ ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
 
     e.magic = NGX_GRAPH_NOTIFY_JOURNAL_MAGIC;
     e.len = (uint32_t) (len - sizeof(ngx_graph_notify_jentry_t));
-    e.crc = ngx_graph_notify_crc32c(buf + sizeof(ngx_graph_notify_jentry_t),
+    e.crc = ngx_graph_notify_crc32c(start + sizeof(ngx_graph_notify_jentry_t),
                                     e.len);
     e.n = (uint32_t) n;
 
-    ngx_memcpy(buf, &e, sizeof(ngx_graph_notify_jentry_t));
+    ngx_memcpy(start, &e, sizeof(ngx_graph_notify_jentry_t));
 
-    /* one write: the whole batch is in the page cache, or none of it */
+    w->len += len;
 
-    written = write(w->fd, buf, len);
+    wt->request = r;
+    wt->handler = handler;
+    wt->first = first;
+    wt->n = n;
 
-    if (written != (ssize_t) len) {
+    ngx_queue_insert_tail(&w->turn, &wt->link);
+    w->nturn++;
+
+    /* posted events run at the end of the turn, before the loop waits */
+
+    if (!w->write.posted) {
+        ngx_post_event(&w->write, &ngx_posted_events);
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* the turn's buffer, large enough for len bytes more */
+
+static ngx_int_t
+ngx_graph_notify_journal_grow(ngx_graph_notify_jwriter_t *w, size_t len,
+    ngx_log_t *log)
+{
+    u_char  *buf;
+    size_t   size;
+
+    size = ngx_max(w->size * 2, NGX_GRAPH_NOTIFY_JOURNAL_BUF);
+
+    while (size < w->len + len) {
+        size *= 2;
+    }
+
+    buf = ngx_alloc(size, log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (w->len) {
+        ngx_memcpy(buf, w->buf, w->len);
+    }
+
+    if (w->buf) {
+        ngx_free(w->buf);
+    }
+
+    w->buf = buf;
+    w->size = size;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The end of the turn: one write() for every batch of the turn, each
+ * entry whole as before.  On success their items are published and the
+ * requests answered (or queued for the fsync); on failure every batch of
+ * the write is unstaged and answered 503: nothing of them is kept.
+ */
+
+static void
+ngx_graph_notify_journal_write_handler(ngx_event_t *ev)
+{
+    size_t                       len;
+    ssize_t                      written;
+    ngx_err_t                    err;
+    ngx_int_t                    rc;
+    ngx_uint_t                   nturn;
+    ngx_queue_t                  turn, *qe;
+    ngx_graph_notify_queue_t    *q;
+    ngx_graph_notify_jwait_t    *wt;
+    ngx_graph_notify_jwriter_t  *w;
+
+    w = ev->data;
+    q = w->queue;
+    len = w->len;
+    nturn = w->nturn;
+
+    ngx_queue_init(&turn);
+    ngx_queue_add(&turn, &w->turn);
+    ngx_queue_init(&w->turn);
+    w->nturn = 0;
+    w->len = 0;
+
+    if (len == 0) {
+        return;
+    }
+
+    /* one write: every batch of the turn is in the page cache, or none */
+
+    written = write(w->fd, w->buf, len);
+
+    if (written == (ssize_t) len) {
+        w->off += len;
+        rc = NGX_OK;
+
+        ngx_graph_notify_stat_add(q, journal_appends, nturn);
+        ngx_graph_notify_stat_inc(q, journal_writes);
+
+    } else {
         err = (written == -1) ? ngx_errno : NGX_ENOSPC;
+        rc = NGX_DECLINED;
 
-        ngx_graph_notify_queue_unstage(q, first, n);
-        ngx_graph_notify_stat_inc(q, journal_failures);
+        ngx_graph_notify_stat_add(q, journal_failures, nturn);
 
         /* a part written is cut off; if that fails, a new file is next */
 
         if (written > 0 && ftruncate(w->fd, w->off) == -1) {
-            if (gmcf->sync && w->nretired < NGX_GRAPH_NOTIFY_JOURNAL_RETIRED)
+            if (w->gmcf->sync
+                && w->nretired < NGX_GRAPH_NOTIFY_JOURNAL_RETIRED)
             {
                 w->retired[w->nretired++] = w->fd;
 
@@ -403,18 +553,54 @@ ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
             w->opened = 0;
         }
 
-        ngx_graph_notify_journal_refused(q, log, err, "writing");
-
-        return NGX_DECLINED;
+        ngx_graph_notify_journal_refused(q, ev->log, err, "writing");
     }
 
-    w->off += len;
+    for (qe = ngx_queue_head(&turn);
+         qe != ngx_queue_sentinel(&turn);
+         qe = ngx_queue_next(qe))
+    {
+        wt = ngx_queue_data(qe, ngx_graph_notify_jwait_t, link);
 
-    ngx_graph_notify_queue_publish(q, first, n);
+        if (rc == NGX_OK) {
+            ngx_graph_notify_queue_publish(q, wt->first, wt->n);
 
-    ngx_graph_notify_stat_inc(q, journal_appends);
+        } else {
+            ngx_graph_notify_queue_unstage(q, wt->first, wt->n);
+        }
+    }
 
-    return NGX_OK;
+    if (w->size > NGX_GRAPH_NOTIFY_JOURNAL_BUF_KEEP) {
+        /* a large batch made it grow: not kept */
+        ngx_free(w->buf);
+        w->buf = NULL;
+        w->size = 0;
+    }
+
+    ngx_graph_notify_journal_answer(&turn, rc);
+}
+
+
+static void
+ngx_graph_notify_journal_answer(ngx_queue_t *done, ngx_int_t rc)
+{
+    ngx_queue_t               *qe;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_graph_notify_jwait_t  *wt;
+
+    while (!ngx_queue_empty(done)) {
+        qe = ngx_queue_head(done);
+        ngx_queue_remove(qe);
+
+        wt = ngx_queue_data(qe, ngx_graph_notify_jwait_t, link);
+        r = wt->request;
+        c = r->connection;
+
+        wt->handler(r, rc);
+
+        ngx_http_run_posted_requests(c);
+    }
 }
 
 
@@ -541,7 +727,7 @@ ngx_graph_notify_journal_sync(ngx_http_request_t *r,
 
     w = &ngx_graph_notify_jwriter;
 
-    if (w->gmcf == NULL) {
+    if (w->alive.handler == NULL) {
         ngx_queue_init(&w->waiting);
         ngx_queue_init(&w->syncing);
 
@@ -754,28 +940,6 @@ ngx_graph_notify_journal_fsync_done(ngx_event_t *ev)
     }
 }
 
-
-static void
-ngx_graph_notify_journal_answer(ngx_queue_t *done, ngx_int_t rc)
-{
-    ngx_queue_t               *qe;
-    ngx_connection_t          *c;
-    ngx_http_request_t        *r;
-    ngx_graph_notify_jwait_t  *wt;
-
-    while (!ngx_queue_empty(done)) {
-        qe = ngx_queue_head(done);
-        ngx_queue_remove(qe);
-
-        wt = ngx_queue_data(qe, ngx_graph_notify_jwait_t, link);
-        r = wt->request;
-        c = r->connection;
-
-        wt->handler(r, rc);
-
-        ngx_http_run_posted_requests(c);
-    }
-}
 
 #endif
 

@@ -14,9 +14,10 @@
 /*
  * The journal: disk is the source of truth, the zone is the hand-off.
  *
- * Workers append every accepted batch, whole, with one write(), to a
- * journal file of their own in the helper's directory before they answer
- * 202:  "journal.<zone id>.<pid>.<n>".  An entry is
+ * Workers append every accepted batch, whole, to a journal file of their
+ * own in the helper's directory before they answer 202 (the batches of
+ * one turn of the event loop with one write()):
+ * "journal.<zone id>.<pid>.<n>".  An entry is
  *
  *     magic, payload length, CRC of the payload, item count (4 x 32 bit)
  *     payload: received time (64 bit), validationTokens length (32 bit),
@@ -44,14 +45,23 @@
 
 
 /*
- * worker: journal the batch and queue it, or nothing.  NGX_OK; NGX_BUSY
- * when the zone is full; NGX_ABORT when a tenant of the batch holds its
- * share of the zone while others wait; NGX_DECLINED when the journal
- * cannot be written; NGX_ERROR.  All but NGX_OK keep nothing.
+ * worker: journal the batch and queue it, or nothing.  The batches of one
+ * turn of the event loop are written together at its end, with one
+ * write(): NGX_AGAIN, and handler(r, rc) is called then, rc NGX_OK (the
+ * batch is journaled and queued) or NGX_DECLINED (the journal could not
+ * take it: nothing kept); the caller keeps the request (r->main->count++)
+ * until then.  At once: NGX_OK in a build without the journal's writes;
+ * NGX_BUSY when the zone is full; NGX_ABORT when a tenant of the batch
+ * holds its share of the zone while others wait; NGX_DECLINED when the
+ * journal cannot be opened; NGX_ERROR.  All but NGX_OK and NGX_AGAIN keep
+ * nothing.
  */
-ngx_int_t ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
+typedef void (*ngx_graph_notify_journal_synced_pt)(ngx_http_request_t *r,
+    ngx_int_t rc);
+
+ngx_int_t ngx_graph_notify_journal_append(ngx_http_request_t *r,
     ngx_graph_notify_entry_t *entries, ngx_uint_t n, ngx_str_t *tokens,
-    ngx_pool_t *pool, ngx_log_t *log);
+    ngx_graph_notify_journal_synced_pt handler);
 
 /*
  * worker, after a successful append: NGX_OK when there is nothing to wait
@@ -59,9 +69,6 @@ ngx_int_t ngx_graph_notify_journal_append(ngx_graph_notify_main_conf_t *gmcf,
  * once the journal is on disk (rc NGX_OK) or could not be (NGX_ERROR):
  * the caller keeps the request (r->main->count++) and answers then.
  */
-typedef void (*ngx_graph_notify_journal_synced_pt)(ngx_http_request_t *r,
-    ngx_int_t rc);
-
 ngx_int_t ngx_graph_notify_journal_sync(ngx_http_request_t *r,
     ngx_graph_notify_journal_synced_pt handler);
 

@@ -314,7 +314,7 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      "\"journal\":{\"sync\":%s,\"bytes\":%uA,"
                      "\"files\":%uA,\"pending\":%uA,"
                      "\"oldestPendingAge\":%T,\"unreadBytes\":%uA,"
-                     "\"appends\":%uA,\"failures\":%uA,"
+                     "\"appends\":%uA,\"writes\":%uA,\"failures\":%uA,"
                      "\"recoveries\":%uA,\"recovered\":%uA,\"torn\":%uA,"
                      "\"checkpoints\":%uA,\"fsyncs\":%uA,"
                      "\"fsyncRequests\":%uA,\"fsyncGroupMax\":%uA}",
@@ -324,8 +324,9 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      st->journal_oldest
                          ? s->now - (time_t) st->journal_oldest : 0,
                      st->journal_unread, st->journal_appends,
-                     st->journal_failures, st->journal_recoveries,
-                     st->journal_recovered, st->journal_torn,
+                     st->journal_writes, st->journal_failures,
+                     st->journal_recoveries, st->journal_recovered,
+                     st->journal_torn,
                      st->journal_checkpoints, st->journal_fsyncs,
                      st->journal_fsync_requests,
                      st->journal_fsync_group_max);
@@ -560,6 +561,12 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                                 "Batches journaled.");
     p = ngx_slprintf(p, last, "graph_notify_journal_appends_total %uA\n",
                      st->journal_appends);
+
+    p = ngx_graph_notify_metric(p, last, "journal_writes_total", "counter",
+                                "write() calls to journals: the batches of "
+                                "one turn of a worker's loop take one.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_writes_total %uA\n",
+                     st->journal_writes);
 
     p = ngx_graph_notify_metric(p, last, "journal_failures_total", "counter",
                                 "Batches refused with 503 as the journal "

@@ -40,6 +40,37 @@ sub post_parallel {
     return @ids;
 }
 
+# $n batches of $size items on $n connections opened first, then sent one
+# after the other before any answer is read, so that a worker reads
+# several in one turn of its loop; the ids answered 202, the status codes
+# and how many of the 503s had a Retry-After.
+sub post_together {
+    my ($n, $size, $tag) = @_;
+    my (@conns, @ok, @codes);
+    my $retry = 0;
+    for my $b (1 .. $n) {
+        my $s = IO::Socket::INET->new(
+            PeerAddr => "127.0.0.1:" . Test::Nginx::Socket::server_port()) or die $!;
+        push @conns, [$s, [map { sprintf "%s-%02d-%02d", $tag, $b, $_ } 1 .. $size]];
+    }
+    for my $c (@conns) {
+        my $body = GraphNotify::basic_body(
+            map { GraphNotify::basic_item(record => $_) } @{ $c->[1] });
+        syswrite $c->[0], "POST /graph/notify HTTP/1.1\r\nHost: x\r\n"
+            . "Content-Type: application/json\r\nConnection: close\r\n"
+            . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    }
+    for my $c (@conns) {
+        my $s = $c->[0];
+        my $answer = join '', <$s>;
+        my ($code) = $answer =~ m{^HTTP/1.1 (\d+)};
+        push @codes, $code // 0;
+        push @ok, @{ $c->[1] } if ($code // 0) == 202;
+        $retry++ if ($code // 0) == 503 && $answer =~ /\r\nRetry-After: \d+/i;
+    }
+    return (\@ok, \@codes, $retry);
+}
+
 END { system("umount", $TMPFS) if $TMPFS; }
 
 run_tests();
@@ -220,3 +251,48 @@ is(log_count(qr/syncing the checkpoint .* failed/), 1, "logged once");
 is(log_count(qr/syncing "\/dev\/full" failed/), 1,
    "tried again a minute later, not every second");
 is(status()->{journal}{checkpoints}, 0, "no checkpoint replaced");
+
+
+
+=== TEST 8: the batches of one turn share one write; on a full disk every batch of a failed write is answered 503 and nothing of it is kept
+--- http_config eval
+$main::WRITABLE
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my $dir = GraphNotify::servroot() . "/graph_notify_temp";
+ok(stop_nginx_now('QUIT'), "stopped");
+SKIP: {
+    skip("mounting a tmpfs is not allowed here", 10)
+        unless system("mount -t tmpfs -o size=256k tmpfs $dir 2>/dev/null") == 0;
+    $main::TMPFS = $dir;
+    ok(start_nginx_again(), "started on a 256 KB journal directory");
+    my @acked;
+    my ($round, $shared) = (0, 0);
+    while (!$shared && $round++ < 10) {
+        my ($ok, $codes) = post_together(8, 2, "turn$round");
+        push @acked, @$ok;
+        is(scalar @$ok, 16, "accepted while there is room (@$codes)") or last;
+        my $j = status()->{journal};
+        $shared = $j->{writes} < $j->{appends};
+    }
+    ok($shared, "batches read in one turn are written with one write() "
+                . "(writes < appends)");
+    open my $fh, '>', "$dir/filler" or die $!;
+    { local $SIG{XFSZ} = 'IGNORE'; 1 while syswrite($fh, "x" x 4096) }
+    close $fh;
+    truncate "$dir/filler", (-s "$dir/filler") - 8192;
+    my $failures = status()->{journal}{failures};
+    my ($ok, $codes, $retry) = post_together(8, 30, "full");
+    is(scalar @$ok, 0, "none accepted on the full disk (@$codes)");
+    is($retry, 8, "each answered 503 with Retry-After");
+    is(status()->{journal}{failures} - $failures, 8, "each counted");
+    unlink "$dir/filler";
+    push @acked, post_items(1, 10, "after");
+    ok((grep { /^after-/ } @acked) == 10, "accepted again once there is room");
+    check_once(\@acked, "a turn's write on a full disk");
+    stop_nginx_now('QUIT');
+    is(system("umount", $dir), 0, "unmounted");
+    $main::TMPFS = undef;
+}
