@@ -153,7 +153,7 @@ struct ngx_graph_notify_runs_s {
     ngx_str_t                     *pool_name;
     ngx_queue_t                    waiting;    /* batches' stages */
     ngx_graph_notify_run_t        *free;       /* idle tasks */
-    ngx_uint_t                     resuming;
+    ngx_event_t                    dispatch;
 };
 
 #endif
@@ -179,7 +179,7 @@ static ngx_int_t ngx_graph_notify_post(ngx_http_request_t *r,
     ngx_graph_notify_ctx_t *ctx, ngx_graph_notify_stage_e stage);
 static ngx_graph_notify_runs_t *ngx_graph_notify_runs(
     ngx_graph_notify_main_conf_t *gmcf);
-static void ngx_graph_notify_dispatch(ngx_graph_notify_runs_t *runs);
+static void ngx_graph_notify_dispatch(ngx_event_t *ev);
 static void ngx_graph_notify_thread(void *data, ngx_log_t *log);
 static void ngx_graph_notify_thread_done(ngx_event_t *ev);
 static void ngx_graph_notify_resume(ngx_graph_notify_ctx_t *ctx);
@@ -977,7 +977,11 @@ ngx_graph_notify_post(ngx_http_request_t *r, ngx_graph_notify_ctx_t *ctx,
     r->aio = 1;
     r->write_event_handler = ngx_http_request_empty_handler;
 
-    ngx_graph_notify_dispatch(runs);
+    /* after this turn of the event loop, with the pieces it brings */
+
+    if (!runs->dispatch.posted) {
+        ngx_post_event(&runs->dispatch, &ngx_posted_events);
+    }
 
     return NGX_OK;
 }
@@ -1006,6 +1010,10 @@ ngx_graph_notify_runs(ngx_graph_notify_main_conf_t *gmcf)
     runs->pool_name = &gmcf->thread_pool_name;
 
     ngx_queue_init(&runs->waiting);
+
+    runs->dispatch.handler = ngx_graph_notify_dispatch;
+    runs->dispatch.data = runs;
+    runs->dispatch.log = ngx_cycle->log;
 
     /* more would only take turns on the same CPUs */
     n = ngx_max(ngx_ncpu, 1);
@@ -1041,18 +1049,15 @@ ngx_graph_notify_runs(ngx_graph_notify_main_conf_t *gmcf)
  */
 
 static void
-ngx_graph_notify_dispatch(ngx_graph_notify_runs_t *runs)
+ngx_graph_notify_dispatch(ngx_event_t *ev)
 {
+    ngx_graph_notify_runs_t *runs = ev->data;
+
     u_char                   buf[64];
     ngx_uint_t               i, weight, held;
     ngx_queue_t             *q;
     ngx_graph_notify_ctx_t  *ctx;
     ngx_graph_notify_run_t  *run;
-
-    if (runs->resuming) {
-        /* the stages that come now wait to go together */
-        return;
-    }
 
     while (runs->free && !ngx_queue_empty(&runs->waiting)) {
 
@@ -1097,14 +1102,10 @@ ngx_graph_notify_dispatch(ngx_graph_notify_runs_t *runs)
         run->next = runs->free;
         runs->free = run;
 
-        runs->resuming++;
-
         for (i = 0; i < run->n; i++) {
             run->ctx[i]->overloaded = 1;
             ngx_graph_notify_resume(run->ctx[i]);
         }
-
-        runs->resuming--;
     }
 }
 
@@ -1177,17 +1178,13 @@ ngx_graph_notify_thread_done(ngx_event_t *ev)
     run->next = runs->free;
     runs->free = run;
 
-    /* the batches' next stages are dispatched together, after all */
-
-    runs->resuming++;
-
     for (i = 0; i < n; i++) {
         ngx_graph_notify_resume(ctx[i]);
     }
 
-    runs->resuming--;
-
-    ngx_graph_notify_dispatch(runs);
+    if (!ngx_queue_empty(&runs->waiting) && !runs->dispatch.posted) {
+        ngx_post_event(&runs->dispatch, &ngx_posted_events);
+    }
 }
 
 
