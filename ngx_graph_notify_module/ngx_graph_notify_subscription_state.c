@@ -252,6 +252,9 @@ ngx_graph_notify_sub_save(ngx_graph_notify_subs_t *m)
     }
 
     if (sv->busy) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, m->log, 0,
+                       "graph_notify: subscription state save deferred, "
+                       "one is in flight");
         m->save_again = 1;
         return;
     }
@@ -273,6 +276,10 @@ ngx_graph_notify_sub_save(ngx_graph_notify_subs_t *m)
     sv->failed = NULL;
     sv->err = 0;
     sv->busy = 1;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, m->log, 0,
+                   "graph_notify: subscription state save started, "
+                   "heartbeat %T", m->heartbeat);
 
     ngx_graph_notify_commit_post(&sv->job);
 }

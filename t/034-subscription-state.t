@@ -92,6 +92,7 @@ my $tid = main::blocked_task($helper);
 ok($tid, "a save waits in open()");
 isnt($tid, $helper, "on a thread, not on the helper's event loop");
 my $start = time;
+my $started = log_count(qr/subscription state save started/);
 my @r = map { sprintf "c3400000-0000-4000-8000-%012d", $_ } 1 .. 4;
 sim_record(id => $_, startDateTime => GraphNotify::iso_time(time - 600), duration_seconds => 60) for @r;
 my $res = http_post(notify_url(), basic_body(map { basic_item(record => $_) } @r));
@@ -103,6 +104,14 @@ ok(wait_for(sub { (status()->{subscriptions}{heartbeatAge} // 9) <= 1
                   && time - $start >= 2.5 }),
    "the helper's heartbeat goes on");
 is(main::blocked_task($helper), $tid, "the save still waits");
+SKIP: {
+    # the debug log says when saves start (NGINX built --with-debug)
+    skip "no debug log", 2 unless log_count(qr/\[debug\]/);
+    is(log_count(qr/subscription state save started/), $started,
+       "no other save started meanwhile");
+    cmp_ok(log_count(qr/subscription state save deferred/), '>=', 2,
+           "the saves asked for meanwhile wait for it");
+}
 my $held = eval { json_decode(main::read_fifo()) };
 ok($held, "the held-up save wrote a whole state");
 is($held->{subscriptions}[0]{id}, $s->{id}, "with the subscription");
