@@ -130,6 +130,7 @@ typedef struct {
     u_char                       *buf;
     size_t                        len;
     size_t                        size;
+    ngx_pool_t                   *pool;
     ngx_queue_t                   turn;
     ngx_uint_t                    nturn;
     ngx_event_t                   write;
@@ -238,7 +239,7 @@ static ngx_int_t ngx_graph_notify_journal_writer(
     ngx_graph_notify_main_conf_t *gmcf, ngx_graph_notify_queue_t *q,
     ngx_log_t *log);
 static ngx_int_t ngx_graph_notify_journal_grow(ngx_graph_notify_jwriter_t *w,
-    size_t len, ngx_log_t *log);
+    size_t len);
 static void ngx_graph_notify_journal_write_handler(ngx_event_t *ev);
 static void ngx_graph_notify_journal_answer(ngx_queue_t *done, ngx_int_t rc);
 static void ngx_graph_notify_journal_refused(ngx_graph_notify_queue_t *q,
@@ -375,9 +376,7 @@ ngx_graph_notify_journal_append(ngx_http_request_t *r,
     }
 
     if (w->len + len > w->size) {
-        if (ngx_graph_notify_journal_grow(w, len, r->connection->log)
-            != NGX_OK)
-        {
+        if (ngx_graph_notify_journal_grow(w, len) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -454,11 +453,21 @@ ngx_graph_notify_journal_append(ngx_http_request_t *r,
 /* the turn's buffer, large enough for len bytes more */
 
 static ngx_int_t
-ngx_graph_notify_journal_grow(ngx_graph_notify_jwriter_t *w, size_t len,
-    ngx_log_t *log)
+ngx_graph_notify_journal_grow(ngx_graph_notify_jwriter_t *w, size_t len)
 {
     u_char  *buf;
     size_t   size;
+
+    /*
+     * From the cycle's pool, so that it goes with the cycle (and with the
+     * module's code); a new cycle in a single process starts afresh.
+     */
+
+    if (w->pool != ngx_cycle->pool && w->len == 0) {
+        w->pool = ngx_cycle->pool;
+        w->buf = NULL;
+        w->size = 0;
+    }
 
     size = ngx_max(w->size * 2, NGX_GRAPH_NOTIFY_JOURNAL_BUF);
 
@@ -466,7 +475,7 @@ ngx_graph_notify_journal_grow(ngx_graph_notify_jwriter_t *w, size_t len,
         size *= 2;
     }
 
-    buf = ngx_alloc(size, log);
+    buf = ngx_palloc(w->pool, size);
     if (buf == NULL) {
         return NGX_ERROR;
     }
@@ -476,7 +485,7 @@ ngx_graph_notify_journal_grow(ngx_graph_notify_jwriter_t *w, size_t len,
     }
 
     if (w->buf) {
-        ngx_free(w->buf);
+        (void) ngx_pfree(w->pool, w->buf);
     }
 
     w->buf = buf;
@@ -572,7 +581,7 @@ ngx_graph_notify_journal_write_handler(ngx_event_t *ev)
 
     if (w->size > NGX_GRAPH_NOTIFY_JOURNAL_BUF_KEEP) {
         /* a large batch made it grow: not kept */
-        ngx_free(w->buf);
+        (void) ngx_pfree(w->pool, w->buf);
         w->buf = NULL;
         w->size = 0;
     }
