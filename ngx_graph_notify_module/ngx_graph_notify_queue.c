@@ -134,8 +134,12 @@ ngx_graph_notify_record_id(ngx_str_t *resource, ngx_str_t *id)
         p++;
     }
 
+    /* Graph's own spelling compared first: a case-blind compare costs more */
+
     if ((size_t) (last - p) <= sizeof(prefix) - 1
-        || ngx_strncasecmp(p, (u_char *) prefix, sizeof(prefix) - 1) != 0)
+        || (ngx_memcmp(p, prefix, sizeof(prefix) - 1) != 0
+            && ngx_strncasecmp(p, (u_char *) prefix, sizeof(prefix) - 1)
+               != 0))
     {
         return NGX_DECLINED;
     }
