@@ -140,9 +140,22 @@ sub rewrite_conf {
     close $fh;
 }
 
+# The master's pid for a signal.  The master writes its pid file after it
+# starts, so right after a (re)start the file may be missing or empty for a
+# moment: wait for a number rather than signal nothing.
+sub running_master_pid {
+    my $end = time + 10 * valgrind_factor();
+    while (1) {
+        my $pid = nginx_pid();
+        return $pid if defined $pid && $pid =~ /^\d+$/;
+        die "no pid in logs/nginx.pid" if time >= $end;
+        sleep 0.05;
+    }
+}
+
 sub reload_nginx {
     my $old = helper_pid();
-    kill 'HUP', nginx_pid();
+    kill 'HUP', running_master_pid();
     return wait_helper_pid($old);
 }
 
