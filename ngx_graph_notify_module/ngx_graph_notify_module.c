@@ -1435,6 +1435,14 @@ ngx_graph_notify_init_process(ngx_cycle_t *cycle)
 {
     ngx_graph_notify_main_conf_t  *gmcf;
 
+    gmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_graph_notify_module);
+
+    if (gmcf == NULL || gmcf->used_file.len == 0) {
+        /* loaded but not used: leave the process as it is */
+        return NGX_OK;
+    }
+
 #if (NGX_LINUX) && defined(M_TRIM_THRESHOLD)
 
     /*
@@ -1456,13 +1464,6 @@ ngx_graph_notify_init_process(ngx_cycle_t *cycle)
      */
 
     if (ngx_process != NGX_PROCESS_SINGLE) {
-        return NGX_OK;
-    }
-
-    gmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_graph_notify_module);
-
-    if (gmcf == NULL || gmcf->used_file.len == 0) {
         return NGX_OK;
     }
 
