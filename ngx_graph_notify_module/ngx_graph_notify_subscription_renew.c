@@ -371,7 +371,11 @@ static void
 ngx_graph_notify_sub_ok(ngx_graph_notify_sub_t *s, json_t *obj,
     ngx_uint_t status, time_t now)
 {
-    ngx_graph_notify_sub_adopt(s, obj);
+    /*
+     * The outcome first: adopting publishes the id and the expiry under
+     * the zone's lock, and a status page read in between would show a
+     * healthy subscription without its renewal, or without its lifetime.
+     */
 
     s->renewed = now;
     s->renewed_ms = ngx_graph_notify_sub_now();
@@ -379,6 +383,8 @@ ngx_graph_notify_sub_ok(ngx_graph_notify_sub_t *s, json_t *obj,
     s->shm->status = status;
     s->shm->code[0] = '\0';
     s->shm->message[0] = '\0';
+
+    ngx_graph_notify_sub_adopt(s, obj);
 }
 
 
