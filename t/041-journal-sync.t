@@ -71,6 +71,31 @@ sub post_together {
     return (\@ok, \@codes, $retry);
 }
 
+# The journal's directory on a 256 KB tmpfs, so that its disk can be
+# filled; false where mounting is not allowed (the tests are skipped).
+sub small_tmpfs {
+    my ($dir) = @_;
+    return 0 unless system("mount -t tmpfs -o size=256k tmpfs $dir 2>/dev/null") == 0;
+    $TMPFS = $dir;
+    return 1;
+}
+
+# Fills the disk of $dir, then frees $left bytes of it.
+sub fill_disk {
+    my ($dir, $left) = @_;
+    open my $fh, '>', "$dir/filler" or die $!;
+    { local $SIG{XFSZ} = 'IGNORE'; 1 while syswrite($fh, "x" x 4096) }
+    close $fh;
+    truncate "$dir/filler", (-s "$dir/filler") - $left;
+}
+
+sub drop_tmpfs {
+    my ($dir) = @_;
+    my $rc = system("umount", $dir);
+    $TMPFS = undef;
+    return $rc;
+}
+
 END { system("umount", $TMPFS) if $TMPFS; }
 
 run_tests();
@@ -127,15 +152,11 @@ my $dir = GraphNotify::servroot() . "/graph_notify_temp";
 ok(stop_nginx_now('QUIT'), "stopped");
 SKIP: {
     skip("mounting a tmpfs is not allowed here", 9)
-        unless system("mount -t tmpfs -o size=256k tmpfs $dir 2>/dev/null") == 0;
-    $main::TMPFS = $dir;
+        unless main::small_tmpfs($dir);
     ok(start_nginx_again(), "started on a 256 KB journal directory");
     my @acked = post_items(2, 10, "before");
     is(scalar @acked, 20, "accepted while there is room");
-    open my $fh, '>', "$dir/filler" or die $!;
-    { local $SIG{XFSZ} = 'IGNORE'; 1 while syswrite($fh, "x" x 4096) }
-    close $fh;
-    truncate "$dir/filler", (-s "$dir/filler") - 8192;
+    main::fill_disk($dir, 8192);
     my (@codes, $retry);
     for my $b (1 .. 8) {
         my @ids = map { "full-$b-$_" } 1 .. 30;
@@ -155,8 +176,7 @@ SKIP: {
     ok((grep { /^after-/ } @acked) == 10, "accepted again once there is room");
     check_once(\@acked, "full disk");
     stop_nginx_now('QUIT');
-    is(system("umount", $dir), 0, "unmounted");
-    $main::TMPFS = undef;
+    is(main::drop_tmpfs($dir), 0, "unmounted");
 }
 
 
@@ -265,8 +285,7 @@ my $dir = GraphNotify::servroot() . "/graph_notify_temp";
 ok(stop_nginx_now('QUIT'), "stopped");
 SKIP: {
     skip("mounting a tmpfs is not allowed here", 10)
-        unless system("mount -t tmpfs -o size=256k tmpfs $dir 2>/dev/null") == 0;
-    $main::TMPFS = $dir;
+        unless main::small_tmpfs($dir);
     ok(start_nginx_again(), "started on a 256 KB journal directory");
     my @acked;
     my ($round, $shared) = (0, 0);
@@ -279,10 +298,7 @@ SKIP: {
     }
     ok($shared, "batches read in one turn are written with one write() "
                 . "(writes < appends)");
-    open my $fh, '>', "$dir/filler" or die $!;
-    { local $SIG{XFSZ} = 'IGNORE'; 1 while syswrite($fh, "x" x 4096) }
-    close $fh;
-    truncate "$dir/filler", (-s "$dir/filler") - 8192;
+    main::fill_disk($dir, 8192);
     my $failures = status()->{journal}{failures};
     # 60 items (about 30 KB) a batch: more than the 8 KB left plus what
     # the helper may free meanwhile (its done log, cut at a checkpoint),
@@ -296,6 +312,5 @@ SKIP: {
     ok((grep { /^after-/ } @acked) == 10, "accepted again once there is room");
     check_once(\@acked, "a turn's write on a full disk");
     stop_nginx_now('QUIT');
-    is(system("umount", $dir), 0, "unmounted");
-    $main::TMPFS = undef;
+    is(main::drop_tmpfs($dir), 0, "unmounted");
 }
