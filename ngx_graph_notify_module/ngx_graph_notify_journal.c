@@ -95,6 +95,13 @@ typedef struct {
 
 #define NGX_GRAPH_NOTIFY_JOURNAL_RETIRED  8
 
+/*
+ * fsync tasks of a worker in flight at once: the next group's fsync starts
+ * while the last one's runs (the disk takes two at a time in less than
+ * twice one's time), its requests answered only after the older ones'.
+ */
+#define NGX_GRAPH_NOTIFY_JOURNAL_FSYNCS   2
+
 
 /*
  * A request whose batch is in the turn's buffer (first and n: its staged
@@ -109,13 +116,23 @@ typedef struct {
 } ngx_graph_notify_jwait_t;
 
 
-/* what one fsync task covers: every file a waiting request wrote to */
+/*
+ * What one fsync task covers: every file a waiting request wrote to.  The
+ * task owns its descriptors (the files retired since the last task, and a
+ * copy of the current one's) and closes them, so that no other task or
+ * writer closes a descriptor under it.
+ */
 typedef struct {
     ngx_fd_t                      fd[NGX_GRAPH_NOTIFY_JOURNAL_RETIRED + 1];
     ngx_uint_t                    nfd;
-    ngx_uint_t                    nretired;
     u_char                       *dir;
     ngx_err_t                     err;
+
+    /* the event loop's side: the requests it covers */
+    ngx_queue_t                   syncing;
+    ngx_uint_t                    n;
+    ngx_uint_t                    done;
+    ngx_uint_t                    failed_before;
 } ngx_graph_notify_jsync_t;
 
 
@@ -135,17 +152,18 @@ typedef struct {
     ngx_uint_t                    nturn;
     ngx_event_t                   write;
 
-    /* graph_notify_sync: group commit, one fsync task at a time */
+    /* graph_notify_sync: group commit, up to two fsync tasks in flight */
     ngx_queue_t                   waiting;
-    ngx_queue_t                   syncing;
     ngx_uint_t                    nwaiting;
     ngx_uint_t                    running;
+    ngx_uint_t                    oldest;
     ngx_fd_t                      retired[NGX_GRAPH_NOTIFY_JOURNAL_RETIRED];
     ngx_uint_t                    nretired;
     ngx_uint_t                    created;
     u_char                        dir[NGX_MAX_PATH];
 #if (NGX_THREADS)
-    ngx_thread_task_t            *task;
+    ngx_thread_task_t            *tasks[NGX_GRAPH_NOTIFY_JOURNAL_FSYNCS];
+    ngx_event_t                   start;
 #endif
     ngx_event_t                   alive;
     ngx_graph_notify_queue_t     *queue;
@@ -245,6 +263,7 @@ static void ngx_graph_notify_journal_answer(ngx_queue_t *done, ngx_int_t rc);
 static void ngx_graph_notify_journal_refused(ngx_graph_notify_queue_t *q,
     ngx_log_t *log, ngx_err_t err, const char *what);
 #if (NGX_THREADS)
+static void ngx_graph_notify_journal_fsync_next(ngx_event_t *ev);
 static ngx_int_t ngx_graph_notify_journal_fsync_start(ngx_log_t *log);
 static void ngx_graph_notify_journal_fsync_thread(void *data, ngx_log_t *log);
 static void ngx_graph_notify_journal_fsync_done(ngx_event_t *ev);
@@ -738,7 +757,6 @@ ngx_graph_notify_journal_sync(ngx_http_request_t *r,
 
     if (w->alive.handler == NULL) {
         ngx_queue_init(&w->waiting);
-        ngx_queue_init(&w->syncing);
 
         w->gmcf = gmcf;
         w->queue = gmcf->shm_zone->data;
@@ -746,6 +764,10 @@ ngx_graph_notify_journal_sync(ngx_http_request_t *r,
         w->alive.handler = ngx_graph_notify_journal_alive;
         w->alive.data = w;
         w->alive.log = ngx_cycle->log;
+
+        w->start.handler = ngx_graph_notify_journal_fsync_next;
+        w->start.data = w;
+        w->start.log = ngx_cycle->log;
     }
 
     wt = ngx_palloc(r->pool, sizeof(ngx_graph_notify_jwait_t));
@@ -768,15 +790,14 @@ ngx_graph_notify_journal_sync(ngx_http_request_t *r,
         ngx_add_timer(&w->alive, 60000);
     }
 
-    if (w->running) {
-        /* the next group: it starts when the running fsync is done */
-        return NGX_AGAIN;
-    }
+    /*
+     * The group's fsync starts at the end of the turn, so that every
+     * request answered in this turn is in it; with both tasks in flight,
+     * when the older one is done.
+     */
 
-    if (ngx_graph_notify_journal_fsync_start(r->connection->log) != NGX_OK) {
-        ngx_queue_remove(&wt->link);
-        w->nwaiting--;
-        return NGX_ERROR;
+    if (w->running < NGX_GRAPH_NOTIFY_JOURNAL_FSYNCS && !w->start.posted) {
+        ngx_post_event(&w->start, &ngx_posted_events);
     }
 
     return NGX_AGAIN;
@@ -791,30 +812,85 @@ ngx_graph_notify_journal_sync(ngx_http_request_t *r,
 
 #if (NGX_THREADS)
 
+/* the end of a turn: the fsync of the requests answered in it */
+
+static void
+ngx_graph_notify_journal_fsync_next(ngx_event_t *ev)
+{
+    ngx_queue_t                  failed;
+    ngx_graph_notify_jwriter_t  *w;
+
+    w = ev->data;
+
+    if (w->nwaiting == 0 || w->running == NGX_GRAPH_NOTIFY_JOURNAL_FSYNCS) {
+        return;
+    }
+
+    if (ngx_graph_notify_journal_fsync_start(ev->log) == NGX_OK) {
+        return;
+    }
+
+    /* not known to be on disk: 503, so that Graph sends them again */
+
+    ngx_queue_init(&failed);
+    ngx_queue_add(&failed, &w->waiting);
+    ngx_queue_init(&w->waiting);
+    w->nwaiting = 0;
+
+    ngx_graph_notify_journal_answer(&failed, NGX_ERROR);
+
+    if (!w->running && w->nwaiting == 0 && w->alive.timer_set) {
+        ngx_del_timer(&w->alive);
+    }
+}
+
+
 static ngx_int_t
 ngx_graph_notify_journal_fsync_start(ngx_log_t *log)
 {
-    ngx_uint_t                   i;
+    ngx_fd_t                     fd;
+    ngx_uint_t                   i, k;
+    ngx_thread_task_t           *task;
     ngx_graph_notify_jsync_t    *js;
     ngx_graph_notify_jwriter_t  *w;
 
     w = &ngx_graph_notify_jwriter;
 
-    if (w->task == NULL) {
-        w->task = ngx_thread_task_alloc(ngx_cycle->pool,
-                                        sizeof(ngx_graph_notify_jsync_t));
-        if (w->task == NULL) {
+    /* the slot after the newest task in flight */
+
+    k = (w->oldest + w->running) % NGX_GRAPH_NOTIFY_JOURNAL_FSYNCS;
+    task = w->tasks[k];
+
+    if (task == NULL) {
+        task = ngx_thread_task_alloc(ngx_cycle->pool,
+                                     sizeof(ngx_graph_notify_jsync_t));
+        if (task == NULL) {
             return NGX_ERROR;
         }
 
-        w->task->handler = ngx_graph_notify_journal_fsync_thread;
-        w->task->event.handler = ngx_graph_notify_journal_fsync_done;
-        w->task->event.data = w;
+        task->handler = ngx_graph_notify_journal_fsync_thread;
+        task->event.handler = ngx_graph_notify_journal_fsync_done;
+        task->event.data = task->ctx;
+
+        w->tasks[k] = task;
     }
 
-    js = w->task->ctx;
+    js = task->ctx;
 
-    /* the current file and those left since the last fsync */
+    /* the current file's descriptor copied: a rotation may close it */
+
+    fd = NGX_INVALID_FILE;
+
+    if (w->opened) {
+        fd = dup(w->fd);
+
+        if (fd == NGX_INVALID_FILE) {
+            /* out of descriptors: logged once a minute, the group 503 */
+            ngx_graph_notify_journal_refused(w->queue, log, ngx_errno,
+                                             "copying the descriptor of");
+            return NGX_ERROR;
+        }
+    }
 
     js->nfd = 0;
 
@@ -822,29 +898,39 @@ ngx_graph_notify_journal_fsync_start(ngx_log_t *log)
         js->fd[js->nfd++] = w->retired[i];
     }
 
-    js->nretired = w->nretired;
-
-    if (w->opened) {
-        js->fd[js->nfd++] = w->fd;
+    if (fd != NGX_INVALID_FILE) {
+        js->fd[js->nfd++] = fd;
     }
 
     js->err = 0;
     js->dir = w->created ? w->dir : NULL;
-    w->created = 0;
+    js->done = 0;
+    js->failed_before = 0;
 
-    w->task->event.log = log;
+    task->event.log = log;
 
-    if (ngx_thread_task_post(w->gmcf->thread_pool, w->task) != NGX_OK) {
+    if (ngx_thread_task_post(w->gmcf->thread_pool, task) != NGX_OK) {
+        if (fd != NGX_INVALID_FILE) {
+            (void) ngx_close_file(fd);
+        }
+
         return NGX_ERROR;
     }
 
+    /* the files retired and the new name are the task's now */
+
+    w->nretired = 0;
+    w->created = 0;
+
     /* everyone waiting now is covered by this fsync */
 
-    ngx_queue_add(&w->syncing, &w->waiting);
+    ngx_queue_init(&js->syncing);
+    ngx_queue_add(&js->syncing, &w->waiting);
     ngx_queue_init(&w->waiting);
 
-    w->running = w->nwaiting;
+    js->n = w->nwaiting;
     w->nwaiting = 0;
+    w->running++;
 
     return NGX_OK;
 }
@@ -877,6 +963,12 @@ ngx_graph_notify_journal_fsync_thread(void *data, ngx_log_t *log)
             (void) ngx_close_file(fd);
         }
     }
+
+    /* the task's own descriptors: nobody else closes them */
+
+    for (i = 0; i < js->nfd; i++) {
+        (void) ngx_close_file(js->fd[i]);
+    }
 }
 
 
@@ -884,65 +976,80 @@ static void
 ngx_graph_notify_journal_fsync_done(ngx_event_t *ev)
 {
     ngx_int_t                    rc;
-    ngx_uint_t                   i, n;
-    ngx_queue_t                  done, failed;
-    ngx_graph_notify_jsync_t    *js;
+    ngx_uint_t                   i, k, after;
+    ngx_queue_t                  done;
+    ngx_graph_notify_jsync_t    *js, *next;
     ngx_graph_notify_jwriter_t  *w;
 
-    w = ev->data;
-    js = w->task->ctx;
+    js = ev->data;
+    w = &ngx_graph_notify_jwriter;
 
-    /* files retired before this fsync are on disk now: closed */
-
-    for (i = 0; i < js->nretired; i++) {
-        (void) ngx_close_file(js->fd[i]);
-    }
-
-    for (i = js->nretired; i < w->nretired; i++) {
-        w->retired[i - js->nretired] = w->retired[i];
-    }
-
-    w->nretired -= js->nretired;
-
-    n = w->running;
-    w->running = 0;
+    js->done = 1;
 
     ngx_graph_notify_stat_inc(w->queue, journal_fsyncs);
-    ngx_graph_notify_stat_add(w->queue, journal_fsync_requests, n);
+    ngx_graph_notify_stat_add(w->queue, journal_fsync_requests, js->n);
 
-    if (n > w->queue->sh->stats.journal_fsync_group_max) {
+    if (js->n > w->queue->sh->stats.journal_fsync_group_max) {
         /* a gauge: a lost race only shows a slightly smaller maximum */
-        w->queue->sh->stats.journal_fsync_group_max = n;
+        w->queue->sh->stats.journal_fsync_group_max = js->n;
     }
 
     if (js->err) {
         ngx_log_error(NGX_LOG_ALERT, ev->log, js->err,
                       "graph_notify: fdatasync() of the journal \"%s\" "
-                      "failed, %ui request(s) answered 503", w->name, n);
+                      "failed, %ui request(s) answered 503", w->name, js->n);
+
+        /*
+         * The tasks started before this failure was known may rely on
+         * what it did not sync (a file's name, a file retired): they fail
+         * too, and the next task syncs the directory again.
+         */
+
+        after = 0;
+
+        for (i = 0; i < w->running; i++) {
+            k = (w->oldest + i) % NGX_GRAPH_NOTIFY_JOURNAL_FSYNCS;
+            next = w->tasks[k]->ctx;
+
+            if (after) {
+                next->failed_before = 1;
+            }
+
+            if (next == js) {
+                after = 1;
+            }
+        }
+
+        w->created = 1;
     }
 
-    rc = js->err ? NGX_ERROR : NGX_OK;
+    /*
+     * Groups are answered in the order their fsyncs started: a request is
+     * answered only when every fsync before its own is done as well.
+     */
 
-    ngx_queue_init(&done);
-    ngx_queue_add(&done, &w->syncing);
-    ngx_queue_init(&w->syncing);
+    while (w->running) {
+        js = w->tasks[w->oldest]->ctx;
 
-    /* the next group first, so that it fills while these are answered */
+        if (!js->done) {
+            break;
+        }
 
-    if (w->nwaiting
-        && ngx_graph_notify_journal_fsync_start(ev->log) != NGX_OK)
-    {
-        /* the group just synced is on disk: only the next one fails */
+        rc = (js->err || js->failed_before) ? NGX_ERROR : NGX_OK;
 
-        ngx_queue_init(&failed);
-        ngx_queue_add(&failed, &w->waiting);
-        ngx_queue_init(&w->waiting);
-        w->nwaiting = 0;
+        ngx_queue_init(&done);
+        ngx_queue_add(&done, &js->syncing);
+        ngx_queue_init(&js->syncing);
 
-        ngx_graph_notify_journal_answer(&failed, NGX_ERROR);
+        w->oldest = (w->oldest + 1) % NGX_GRAPH_NOTIFY_JOURNAL_FSYNCS;
+        w->running--;
+
+        /* the next group first, so that it fills while these are answered */
+
+        ngx_graph_notify_journal_fsync_next(&w->start);
+
+        ngx_graph_notify_journal_answer(&done, rc);
     }
-
-    ngx_graph_notify_journal_answer(&done, rc);
 
     if (!w->running && w->nwaiting == 0 && w->alive.timer_set) {
         ngx_del_timer(&w->alive);

@@ -71,6 +71,18 @@ sub post_together {
     return (\@ok, \@codes, $retry);
 }
 
+# The running processes' descriptors of journal files: pid => how many.
+sub journal_descriptors {
+    my %n;
+    for my $pid (GraphNotify::nginx_processes()) {
+        for my $fd (glob "/proc/$pid/fd/*") {
+            my $to = readlink($fd) // next;
+            $n{$pid}++ if $to =~ m{/journal\.[0-9a-f]{16}\.\d+\.\d+$};
+        }
+    }
+    return %n;
+}
+
 # The journal's directory on a 256 KB tmpfs, so that its disk can be
 # filled; false where mounting is not allowed (the tests are skipped).
 sub small_tmpfs {
@@ -120,6 +132,13 @@ cmp_ok($j->{fsyncGroupMax}, '>=', 1, "the largest group");
 like(status_text("?format=prometheus"), qr/^graph_notify_journal_fsync_requests_total 40$/m,
      "in the Prometheus format");
 check_once(\@ids, "sync");
+# an fsync task syncs its own copy of the journal's descriptor and closes
+# it before the requests it covers are answered: each process holds its
+# current journal file only
+my %open = main::journal_descriptors();
+cmp_ok(scalar(keys %open), '>=', 1, "a worker holds its journal file");
+is(join(",", grep { $open{$_} > 1 } sort keys %open), "",
+   "no process holds a journal file more than once");
 
 
 
