@@ -731,8 +731,8 @@ ngx_graph_notify_journal_refused(ngx_graph_notify_queue_t *q, ngx_log_t *log,
 
 /*
  * graph_notify_sync: the 202 waits until the journal is on disk.  The
- * fsync runs in a thread of the pool; the requests that wrote meanwhile
- * wait for the next one, which covers them all (group commit).
+ * fsync runs in a thread of the pool; the requests of one turn of the loop
+ * wait for one fsync, which covers them all (group commit).
  */
 
 ngx_int_t
