@@ -53,6 +53,21 @@ sub post_together {
             PeerAddr => "127.0.0.1:" . Test::Nginx::Socket::server_port()) or die $!;
         push @conns, [$s, [map { sprintf "%s-%02d-%02d", $tag, $b, $_ } 1 .. $size]];
     }
+    # a handshake on each first, answered: every connection is accepted
+    # before the batches are sent (a worker slowed down, as under
+    # valgrind, would otherwise accept one a turn and read one a turn)
+    for my $c (@conns) {
+        my $s = $c->[0];
+        syswrite $s, "POST /graph/notify?validationToken=warm HTTP/1.1\r\n"
+            . "Host: x\r\nContent-Length: 0\r\n\r\n";
+        my $len;
+        while (defined(my $line = <$s>)) {
+            $len = $1 if $line =~ /^Content-Length:\s*(\d+)/i;
+            last if $line eq "\r\n";
+        }
+        die "the handshake's answer has no Content-Length" unless defined $len;
+        read($s, my $token, $len) == $len or die "the handshake's answer is short";
+    }
     for my $c (@conns) {
         my $body = GraphNotify::basic_body(
             map { GraphNotify::basic_item(record => $_) } @{ $c->[1] });
