@@ -144,13 +144,12 @@ sub rewrite_conf {
 # starts, so right after a (re)start the file may be missing or empty for a
 # moment: wait for a number rather than signal nothing.
 sub running_master_pid {
-    my $end = time + 10 * valgrind_factor();
-    while (1) {
-        my $pid = nginx_pid();
-        return $pid if defined $pid && $pid =~ /^\d+$/;
-        die "no pid in logs/nginx.pid" if time >= $end;
-        sleep 0.05;
-    }
+    my $pid = wait_for(sub {
+        my $p = nginx_pid();
+        return defined $p && $p =~ /^\d+$/ ? $p : undef;
+    }, 10);
+    die "no pid in logs/nginx.pid" unless $pid;
+    return $pid;
 }
 
 sub reload_nginx {
