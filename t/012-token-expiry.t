@@ -25,7 +25,7 @@ GraphNotify::sim_record(id => $_, sessions => 61) for @main::R;
 --- timeout: 5
 --- post_check
 is(scalar(record_lines(1)), 1, "the first record");
-sleep 5;
+ok(wait_for(sub { status()->{graph}{token}{expiresIn} < 0 }), "the token expired");
 for my $r (@main::R[1, 2]) {
     is(GraphNotify::http_post("/graph/notify", GraphNotify::basic_body(
         GraphNotify::basic_item(record => $r)))->{status}, 202, "accepted");

@@ -232,9 +232,9 @@ ok(wait_for(sub { (status()->{graph}{running} // 0) > 0 }), "fetches in flight")
 ok(stop_nginx_now('QUIT'), "nginx -s quit");
 GraphNotify::sim_faults();
 ok(start_nginx_again(), "started again");
-my @lines = record_lines(4, 30);
-sleep 2;
-@lines = record_lines(5, 0.5);
+record_lines(4, 30);
+status_is(sub { $_[0]{queue}{items} }, 0, "the queue is empty");
+my @lines = record_lines(4);
 is(join(",", sort map { $_->{callRecord}{id} } @lines), join(",", sort @r), "each record written once");
 is(status()->{journal}{recovered}, 4, "the four notifications recovered");
 stop_nginx_now('QUIT');
@@ -299,8 +299,12 @@ my @acked = post_items(3, 1, "ckfail");
 is(scalar @acked, 3, "acked");
 ok(wait_for(sub { log_count(qr/syncing the checkpoint .* failed/) >= 1 }),
    "the checkpoint could not be synced (fdatasync of /dev/full fails)");
-ok(wait_for(sub { status()->{helper}{outputErrors} >= 1 }), "output failing");
-sleep 2.5;    # the helper polls once a second: a retry each poll shows by now
+my $errors;
+ok(wait_for(sub { ($errors = status()->{helper}{outputErrors}) >= 1 }),
+   "output failing");
+# the helper tries the output again at each of its polls, once a second
+ok(wait_for(sub { status()->{helper}{outputErrors} >= $errors + 2 }),
+   "two more polls");
 is(log_count(qr/syncing the checkpoint .* failed/), 1, "logged once");
 is(log_count(qr/syncing "\/dev\/full" failed/), 1,
    "tried again a minute later, not every second");
