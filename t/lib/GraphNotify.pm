@@ -579,8 +579,9 @@ Test::Nginx::Socket::add_response_body_check(sub {
     {
         package main;
         no strict;
-        # with Time::HiRes, "sleep 0.25" is not CORE::sleep(0), a busy loop
-        eval "use GraphNotify; use Time::HiRes qw(sleep time); $code; 1"
+        # Time::HiRes's sleep: CORE::sleep(0.25) is sleep(0), a busy loop
+        # (time stays CORE's: blocks write it as whole seconds)
+        eval "use GraphNotify; use Time::HiRes qw(sleep); $code; 1"
             or die "post_check: $@";
     }
     # a post_check that asserted nothing would pass without checking
