@@ -143,6 +143,7 @@ typedef struct {
     ngx_atomic_t                dropped[NGX_GRAPH_NOTIFY_DROP_N];
     ngx_atomic_t                items_written;
     ngx_atomic_t                output_errors;
+    ngx_atomic_t                output_syncs;
     ngx_atomic_t                lease_reclaims;
     ngx_atomic_t                helper_pid;
     ngx_atomic_t                helper_starts;
@@ -396,6 +397,7 @@ typedef struct {
     ngx_path_t                 *path;
     ngx_open_file_t            *output;
     ngx_uint_t                  output_mode;
+    ngx_msec_t                  output_sync_interval;
     time_t                      lease;
     ngx_fd_t                    wake_fd;
 

@@ -16,7 +16,11 @@
  * lines on its event loop (a write to the page cache), and the items stay
  * in the queue until an fdatasync() begun after their write has completed;
  * the syncs run on a thread, one at a time, each covering every write
- * made before it began.
+ * made before it began.  A sync begins at most once per interval
+ * (graph_notify_output_sync_interval): under load the lines of that time
+ * share one, so the disk's flushes, and the interrupts that a kernel
+ * without IRQ time accounting charges to whatever process runs, stay at
+ * a rate of their own whatever the rate of items.
  *
  * The thread is the module's own: NGINX's thread pools are started only in
  * worker and single processes (ngx_thread_pool_init_worker()), never in
@@ -67,6 +71,10 @@ typedef struct {
     ngx_log_t                   *log;
     ngx_open_file_t             *file;
     ngx_uint_t                   running;
+    ngx_msec_t                   interval;
+    ngx_msec_t                   started;
+    ngx_event_t                  delay;
+    ngx_atomic_t                *syncs;
     ngx_queue_t                  waiting;
     ngx_queue_t                  syncing;
     ngx_uint_t                   nwaiting;
@@ -81,6 +89,8 @@ static void *ngx_graph_notify_commit_job_thread(void *data);
 static void ngx_graph_notify_commit_block_signals(void);
 static void ngx_graph_notify_commit_synced(
     ngx_graph_notify_committer_t *cm, ngx_err_t err);
+static void ngx_graph_notify_commit_next(ngx_graph_notify_committer_t *cm);
+static void ngx_graph_notify_commit_delayed(ngx_event_t *ev);
 static void ngx_graph_notify_commit_start(void);
 static void ngx_graph_notify_commit_done(ngx_event_t *ev);
 static void ngx_graph_notify_commit_atexit(void);
@@ -93,7 +103,8 @@ static ngx_fd_t  ngx_graph_notify_commit_every_fd = NGX_INVALID_FILE;
 
 
 ngx_int_t
-ngx_graph_notify_commit_init(ngx_cycle_t *cycle, ngx_log_t *log)
+ngx_graph_notify_commit_init(ngx_cycle_t *cycle, ngx_msec_t interval,
+    ngx_atomic_t *syncs, ngx_log_t *log)
 {
     int                            fd, err;
     ngx_connection_t              *c;
@@ -110,6 +121,13 @@ ngx_graph_notify_commit_init(ngx_cycle_t *cycle, ngx_log_t *log)
     ngx_queue_init(&cm->jobs);
     ngx_queue_init(&cm->jobs_done);
     cm->log = log;
+    cm->interval = interval;
+    cm->syncs = syncs;
+
+    cm->delay.handler = ngx_graph_notify_commit_delayed;
+    cm->delay.data = cm;
+    cm->delay.log = log;
+    cm->delay.cancelable = 1;
 
     fd = eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC);
     if (fd == -1) {
@@ -201,6 +219,10 @@ ngx_graph_notify_commit_exit(void)
 
     ngx_graph_notify_committer = NULL;
 
+    if (cm->delay.timer_set) {
+        ngx_del_timer(&cm->delay);
+    }
+
     rc = (cm->file->fd != NGX_INVALID_FILE && fdatasync(cm->file->fd) == 0)
          ? NGX_OK : NGX_ERROR;
 
@@ -263,9 +285,7 @@ ngx_graph_notify_commit(ngx_open_file_t *file, ngx_graph_notify_commit_t *c)
     ngx_queue_insert_tail(&cm->waiting, &c->link);
     cm->nwaiting++;
 
-    if (!cm->running) {
-        ngx_graph_notify_commit_start();
-    }
+    ngx_graph_notify_commit_next(cm);
 }
 
 
@@ -368,6 +388,40 @@ ngx_graph_notify_commit_every(ngx_fd_t fd)
 }
 
 
+/*
+ * The next sync begins now if none runs and the last began an interval
+ * ago or more; else when the interval is over (a timer), or when the
+ * running one ends.
+ */
+
+static void
+ngx_graph_notify_commit_next(ngx_graph_notify_committer_t *cm)
+{
+    ngx_msec_int_t  wait;
+
+    if (cm->running || cm->delay.timer_set || ngx_queue_empty(&cm->waiting))
+    {
+        return;
+    }
+
+    wait = (ngx_msec_int_t) (cm->started + cm->interval - ngx_current_msec);
+
+    if (wait > 0 && wait <= (ngx_msec_int_t) cm->interval) {
+        ngx_add_timer(&cm->delay, (ngx_msec_t) wait);
+        return;
+    }
+
+    ngx_graph_notify_commit_start();
+}
+
+
+static void
+ngx_graph_notify_commit_delayed(ngx_event_t *ev)
+{
+    ngx_graph_notify_commit_next(ev->data);
+}
+
+
 static void
 ngx_graph_notify_commit_start(void)
 {
@@ -409,6 +463,11 @@ ngx_graph_notify_commit_start(void)
     ngx_queue_add(&cm->syncing, &cm->waiting);
     ngx_queue_init(&cm->waiting);
     cm->running = 1;
+    cm->started = ngx_current_msec;
+
+    if (cm->syncs) {
+        (void) ngx_atomic_fetch_add(cm->syncs, 1);
+    }
 
     pthread_mutex_lock(&cm->mutex);
 
@@ -563,9 +622,9 @@ ngx_graph_notify_commit_synced(ngx_graph_notify_committer_t *cm,
     ngx_queue_add(&done, &cm->syncing);
     ngx_queue_init(&cm->syncing);
 
-    /* the next group starts before the handlers write more */
+    /* the next group is started (or timed) before the handlers write more */
 
-    ngx_graph_notify_commit_start();
+    ngx_graph_notify_commit_next(cm);
 
     while (!ngx_queue_empty(&done)) {
         q = ngx_queue_head(&done);

@@ -43,7 +43,8 @@ struct ngx_graph_notify_commit_job_s {
 };
 
 
-ngx_int_t ngx_graph_notify_commit_init(ngx_cycle_t *cycle, ngx_log_t *log);
+ngx_int_t ngx_graph_notify_commit_init(ngx_cycle_t *cycle,
+    ngx_msec_t interval, ngx_atomic_t *syncs, ngx_log_t *log);
 void ngx_graph_notify_commit(ngx_open_file_t *file,
     ngx_graph_notify_commit_t *c);
 void ngx_graph_notify_commit_cancel(ngx_graph_notify_commit_t *c);

@@ -134,7 +134,11 @@ ngx_graph_notify_helper_start(ngx_cycle_t *cycle)
 
     ngx_graph_notify_helper = h;
 
-    if (ngx_graph_notify_commit_init(cycle, h->log) != NGX_OK) {
+    if (ngx_graph_notify_commit_init(cycle, gmcf->output_sync_interval,
+                                     &h->queue->sh->stats.output_syncs,
+                                     h->log)
+        != NGX_OK)
+    {
         ngx_log_error(NGX_LOG_ALERT, h->log, 0,
                       "graph_notify: no thread for the output's syncs, "
                       "they run on the event loop");

@@ -72,6 +72,8 @@ static char *ngx_graph_notify_check_app(ngx_conf_t *cf,
     ngx_graph_notify_main_conf_t *gmcf);
 static char *ngx_graph_notify_output_mode(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_graph_notify_check_sync_interval(ngx_conf_t *cf, void *post,
+    void *data);
 static ngx_int_t ngx_graph_notify_output_create(ngx_open_file_t *file,
     ngx_uint_t mode, ngx_log_t *log);
 static void ngx_graph_notify_output_reopen(ngx_open_file_t *file,
@@ -98,6 +100,10 @@ static ngx_conf_num_bounds_t  ngx_graph_notify_tenants_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_graph_notify_batch_bounds = {
     ngx_conf_check_num_bounds, 1, 100000
+};
+
+static ngx_conf_post_t  ngx_graph_notify_sync_interval_post = {
+    ngx_graph_notify_check_sync_interval
 };
 
 
@@ -144,6 +150,13 @@ static ngx_command_t  ngx_graph_notify_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("graph_notify_output_sync_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_graph_notify_main_conf_t, output_sync_interval),
+      &ngx_graph_notify_sync_interval_post },
 
     { ngx_string("graph_notify_max_batch"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -377,6 +390,7 @@ ngx_graph_notify_create_main_conf(ngx_conf_t *cf)
     gmcf->max_items = NGX_CONF_UNSET_UINT;
     gmcf->share = NGX_CONF_UNSET_UINT;
     gmcf->output_mode = NGX_CONF_UNSET_UINT;
+    gmcf->output_sync_interval = NGX_CONF_UNSET_MSEC;
     gmcf->lease = NGX_CONF_UNSET;
     gmcf->sync = NGX_CONF_UNSET;
     gmcf->wake_fd = NGX_INVALID_FILE;
@@ -401,6 +415,7 @@ ngx_graph_notify_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_graph_notify_queue_t  *q;
 
     ngx_conf_init_value(gmcf->lease, 60);
+    ngx_conf_init_msec_value(gmcf->output_sync_interval, 10);
     ngx_conf_init_value(gmcf->sync, 0);
     ngx_conf_init_msec_value(gmcf->connect_timeout, 10000);
     ngx_conf_init_msec_value(gmcf->request_timeout, 60000);
@@ -972,6 +987,21 @@ ngx_graph_notify_output_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     gmcf->output_mode = mode;
+
+    return NGX_CONF_OK;
+}
+
+
+/* items wait for the sync in the queue: a second is as long as is useful */
+
+static char *
+ngx_graph_notify_check_sync_interval(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *interval = data;
+
+    if (*interval > 1000) {
+        return "must be at most 1s";
+    }
 
     return NGX_CONF_OK;
 }

@@ -231,7 +231,7 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      "\"shareRefused\":%uA},"
                      "\"helper\":{\"pid\":%uA,\"starts\":%uA,"
                      "\"heartbeatAge\":%T,\"leaseReclaims\":%uA,"
-                     "\"outputErrors\":%uA},",
+                     "\"outputErrors\":%uA,\"outputSyncs\":%uA},",
                      s->pending + s->inflight, s->pending, s->inflight,
                      s->bytes, s->max_items, s->zone_size, s->zone_free,
                      s->lanes[NGX_GRAPH_NOTIFY_LANE_WRITE],
@@ -240,7 +240,8 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      st->helper_pid, st->helper_starts,
                      st->helper_heartbeat
                          ? s->now - (time_t) st->helper_heartbeat : -1,
-                     st->lease_reclaims, st->output_errors);
+                     st->lease_reclaims, st->output_errors,
+                     st->output_syncs);
 
     p = ngx_slprintf(p, last,
                      "\"graph\":{\"enabled\":%s,\"failing\":%s,"
@@ -430,6 +431,11 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                                 "Failed writes to the output.");
     p = ngx_slprintf(p, last, "graph_notify_output_errors_total %uA\n",
                      st->output_errors);
+
+    p = ngx_graph_notify_metric(p, last, "output_syncs_total", "counter",
+                                "Syncs of the output begun (group commit).");
+    p = ngx_slprintf(p, last, "graph_notify_output_syncs_total %uA\n",
+                     st->output_syncs);
 
     p = ngx_graph_notify_metric(p, last, "lease_reclaims_total", "counter",
                                 "Items taken back from a helper that "
