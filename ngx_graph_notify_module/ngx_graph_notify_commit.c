@@ -18,9 +18,8 @@
  * the syncs run on a thread, one at a time, each covering every write
  * made before it began.  A sync begins at most once per interval
  * (graph_notify_output_sync_interval): under load the lines of that time
- * share one, so the disk's flushes, and the interrupts that a kernel
- * without IRQ time accounting charges to whatever process runs, stay at
- * a rate of their own whatever the rate of items.
+ * share one, so that the disk's flushes keep a rate of their own whatever
+ * the rate of items; lines are written at once all the same.
  *
  * The thread is the module's own: NGINX's thread pools are started only in
  * worker and single processes (ngx_thread_pool_init_worker()), never in
