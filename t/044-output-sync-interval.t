@@ -44,6 +44,25 @@ sub post_sequence {
             status()->{helper}{outputSyncs} - $syncs);
 }
 
+# Stops NGINX with $sig while the second of two items waits for its sync,
+# and starts it again: each item written once (those of @$written before
+# too), nothing left to recover.
+sub stop_while_waiting {
+    my ($sig, $tag, $written) = @_;
+    Test::More::ok(post_one("$tag-1"),
+                   "the first line written (its sync begins)");
+    Test::More::ok(post_one("$tag-2"), "the second line written");
+    my $held = status()->{queue}{items};
+    Test::More::ok($held >= 1,
+                   "the second item waits for the delayed sync ($held held)");
+    Test::More::ok(stop_nginx_now($sig), "stopped with SIG$sig");
+    Test::More::ok(start_nginx_again(), "started again");
+    push @$written, "$tag-1", "$tag-2";
+    check_once($written, "$tag ($held held at the stop)");
+    Test::More::is(status()->{journal}{recovered}, 0,
+                   "nothing left to recover: the stop synced what waited");
+}
+
 run_tests();
 
 __DATA__
@@ -108,36 +127,13 @@ cmp_ok($syncs, '>=', 12, "a sync for each item ($syncs)");
 
 
 
-=== TEST 5: a graceful stop while a sync waits for its interval
+=== TEST 5: a graceful, then a fast stop while a sync waits for its interval
 --- http_config eval: $::SECOND
 --- request
 GET /graph/status
 --- error_code: 200
 --- post_check
-ok(main::post_one("quit-1"), "the first line written (its sync begins)");
-ok(main::post_one("quit-2"), "the second line written");
-my $held = status()->{queue}{items};
-ok($held >= 1, "the second item waits for the delayed sync ($held held)");
-ok(stop_nginx_now('QUIT'), "nginx -s quit");
-ok(start_nginx_again(), "started again");
-check_once(["quit-1", "quit-2"], "quit ($held held at the stop)");
-is(status()->{journal}{recovered}, 0,
-   "nothing left to recover: the stop synced what waited");
-stop_nginx_now('QUIT');
-
-
-
-=== TEST 6: a fast stop while a sync waits for its interval
---- http_config eval: $::SECOND
---- request
-GET /graph/status
---- error_code: 200
---- post_check
-ok(main::post_one("stop-1"), "the first line written (its sync begins)");
-ok(main::post_one("stop-2"), "the second line written");
-my $held = status()->{queue}{items};
-ok($held >= 1, "the second item waits for the delayed sync ($held held)");
-ok(stop_nginx_now('TERM'), "nginx -s stop");
-ok(start_nginx_again(), "started again");
-check_once(["stop-1", "stop-2"], "stop ($held held at the stop)");
+my @written;
+main::stop_while_waiting('QUIT', "quit", \@written);
+main::stop_while_waiting('TERM', "stop", \@written);
 stop_nginx_now('QUIT');
