@@ -68,6 +68,22 @@ typedef enum {
 } ngx_graph_notify_sub_op_e;
 
 
+/*
+ * The last request to Graph for a subscription and the counts so far.
+ * The helper keeps its own copy and publishes it whole under the zone's
+ * lock: a status page must not read a status with another's message.
+ */
+typedef struct {
+    time_t                      at;
+    ngx_uint_t                  result;
+    ngx_uint_t                  status;
+    ngx_uint_t                  renewals;
+    ngx_uint_t                  recreated;
+    u_char                      code[NGX_GRAPH_NOTIFY_SUB_CODE];
+    u_char                      message[NGX_GRAPH_NOTIFY_SUB_MESSAGE];
+} ngx_graph_notify_sub_renewal_t;
+
+
 /* what the status page shows of one subscription, in shared memory */
 typedef struct {
     u_char                      resource[NGX_GRAPH_NOTIFY_SUB_RESOURCE];
@@ -76,14 +92,8 @@ typedef struct {
     time_t                      expires;
     int64_t                     expires_ms;
     int64_t                     lifetime_ms;
-    time_t                      renewed;
     time_t                      notified;
-    ngx_uint_t                  result;
-    ngx_uint_t                  status;
-    ngx_uint_t                  renewals;
-    ngx_uint_t                  recreated;
-    u_char                      code[NGX_GRAPH_NOTIFY_SUB_CODE];
-    u_char                      message[NGX_GRAPH_NOTIFY_SUB_MESSAGE];
+    ngx_graph_notify_sub_renewal_t  renewal;
 } ngx_graph_notify_sub_shm_t;
 
 
@@ -137,6 +147,7 @@ typedef struct {
     time_t                        notified;
     int64_t                       expires_ms;
     int64_t                       renewed_ms;
+    ngx_graph_notify_sub_renewal_t  renewal;   /* published to shm */
 
     ngx_graph_notify_sub_op_e     op;
     ngx_int_t                     again;

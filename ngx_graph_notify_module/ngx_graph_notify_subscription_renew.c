@@ -267,8 +267,8 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
 
         if (status == 204 || status == 200) {
             s->reauthorize = 0;
-            s->shm->result = NGX_GRAPH_NOTIFY_SUB_OK;
-            s->shm->status = status;
+            s->renewal.result = NGX_GRAPH_NOTIFY_SUB_OK;
+            s->renewal.status = status;
 
             ngx_log_error(NGX_LOG_NOTICE, m->log, 0,
                           "graph_notify: subscription %*s reauthorized",
@@ -284,7 +284,7 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
 
         if (obj) {
             ngx_graph_notify_sub_ok(s, obj, status, now);
-            s->shm->renewals++;
+            s->renewal.renewals++;
 
             ngx_log_error(NGX_LOG_INFO, m->log, 0,
                           "graph_notify: %s subscription %*s, expires in "
@@ -324,7 +324,7 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
 
     json_decref(obj);
 
-    if (s->shm->result == NGX_GRAPH_NOTIFY_SUB_OK && delay == 0) {
+    if (s->renewal.result == NGX_GRAPH_NOTIFY_SUB_OK && delay == 0) {
         if (s->failing) {
             ngx_log_error(NGX_LOG_NOTICE, m->log, 0,
                           "graph_notify: subscription %*s to \"%V\" for "
@@ -337,7 +337,7 @@ ngx_graph_notify_sub_response(ngx_graph_notify_http_t *req)
         task->attempts = 0;
     }
 
-    s->shm->renewed = now;
+    s->renewal.at = now;
     ngx_graph_notify_sub_publish(s);
 
     /* on disk at once: a helper stopped by a reload exits without notice */
@@ -379,10 +379,10 @@ ngx_graph_notify_sub_ok(ngx_graph_notify_sub_t *s, json_t *obj,
 
     s->renewed = now;
     s->renewed_ms = ngx_graph_notify_sub_now();
-    s->shm->result = NGX_GRAPH_NOTIFY_SUB_OK;
-    s->shm->status = status;
-    s->shm->code[0] = '\0';
-    s->shm->message[0] = '\0';
+    s->renewal.result = NGX_GRAPH_NOTIFY_SUB_OK;
+    s->renewal.status = status;
+    s->renewal.code[0] = '\0';
+    s->renewal.message[0] = '\0';
 
     ngx_graph_notify_sub_adopt(s, obj);
 }
@@ -518,7 +518,7 @@ ngx_graph_notify_sub_recreate(ngx_graph_notify_sub_t *s, const char *why)
     s->renewed = 0;
     s->renewed_ms = 0;
     s->op = NGX_GRAPH_NOTIFY_OP_CREATE;
-    s->shm->recreated++;
+    s->renewal.recreated++;
 
     ngx_graph_notify_subs->dirty = 1;
     ngx_graph_notify_sub_publish(s);
@@ -536,10 +536,10 @@ ngx_graph_notify_sub_failed(ngx_graph_notify_sub_t *s,
 
     m = ngx_graph_notify_subs;
 
-    ngx_graph_notify_sub_error(req, s->shm->code, s->shm->message);
+    ngx_graph_notify_sub_error(req, s->renewal.code, s->renewal.message);
 
-    s->shm->result = NGX_GRAPH_NOTIFY_SUB_FAILED;
-    s->shm->status = req->status;
+    s->renewal.result = NGX_GRAPH_NOTIFY_SUB_FAILED;
+    s->renewal.status = req->status;
 
     switch (req->status) {
 
@@ -595,7 +595,7 @@ ngx_graph_notify_sub_failed(ngx_graph_notify_sub_t *s,
                   "%V at \"%V\" failed: %l %s \"%s\"; %s",
                   what, s->id_len, s->id, &s->conf->resource,
                   &s->conf->tenant, &s->conf->url, req->status,
-                  s->shm->code, s->shm->message, advice);
+                  s->renewal.code, s->renewal.message, advice);
 }
 
 
@@ -613,6 +613,7 @@ ngx_graph_notify_sub_publish(ngx_graph_notify_sub_t *s)
     s->shm->expires = s->id_len ? s->expires : 0;
     s->shm->expires_ms = s->id_len ? s->expires_ms : 0;
     s->shm->notified = s->notified;
+    s->shm->renewal = s->renewal;
 
     if (s->renewed_ms && s->expires_ms > s->renewed_ms) {
         s->shm->lifetime_ms = s->expires_ms - s->renewed_ms;

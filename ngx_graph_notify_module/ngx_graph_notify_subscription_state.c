@@ -127,12 +127,13 @@ ngx_graph_notify_sub_state_cleanup(ngx_graph_notify_subs_t *m)
 void
 ngx_graph_notify_sub_load(ngx_graph_notify_subs_t *m, time_t *heartbeat)
 {
-    json_t                  *root, *arr, *e, *v;
-    size_t                   i, len;
-    ngx_uint_t               k;
-    json_error_t             err;
-    const char              *resource, *tenant, *url, *id;
-    ngx_graph_notify_sub_t  *s;
+    json_t                          *root, *arr, *e, *v;
+    size_t                           i, len;
+    ngx_uint_t                       k;
+    json_error_t                     err;
+    const char                      *resource, *tenant, *url, *id;
+    ngx_graph_notify_sub_t          *s;
+    ngx_graph_notify_sub_renewal_t  *r;
 
     root = json_load_file((char *) m->state_name.data, 0, &err);
 
@@ -203,29 +204,26 @@ ngx_graph_notify_sub_load(ngx_graph_notify_subs_t *m, time_t *heartbeat)
 
             /* the last renewal as the status page showed it */
 
-            s[k].shm->renewed = s[k].renewed;
-            s[k].shm->result = json_integer_value(json_object_get(e,
-                                                                  "result"));
-            s[k].shm->status = json_integer_value(json_object_get(e,
-                                                                  "status"));
-            s[k].shm->renewals = json_integer_value(json_object_get(e,
-                                                               "renewals"));
-            s[k].shm->recreated = json_integer_value(json_object_get(e,
+            r = &s[k].renewal;
+            r->at = s[k].renewed;
+            r->result = json_integer_value(json_object_get(e, "result"));
+            r->status = json_integer_value(json_object_get(e, "status"));
+            r->renewals = json_integer_value(json_object_get(e, "renewals"));
+            r->recreated = json_integer_value(json_object_get(e,
                                                               "recreated"));
 
-            if (s[k].shm->result > NGX_GRAPH_NOTIFY_SUB_FAILED) {
-                s[k].shm->result = NGX_GRAPH_NOTIFY_SUB_NONE;
+            if (r->result > NGX_GRAPH_NOTIFY_SUB_FAILED) {
+                r->result = NGX_GRAPH_NOTIFY_SUB_NONE;
             }
 
             v = json_object_get(e, "code");
-            ngx_graph_notify_sub_copy(s[k].shm->code, NGX_GRAPH_NOTIFY_SUB_CODE,
+            ngx_graph_notify_sub_copy(r->code, NGX_GRAPH_NOTIFY_SUB_CODE,
                                       json_is_string(v) ? json_string_value(v)
                                                         : "",
                                       json_string_length(v));
 
             v = json_object_get(e, "message");
-            ngx_graph_notify_sub_copy(s[k].shm->message,
-                                      NGX_GRAPH_NOTIFY_SUB_MESSAGE,
+            ngx_graph_notify_sub_copy(r->message, NGX_GRAPH_NOTIFY_SUB_MESSAGE,
                                       json_is_string(v) ? json_string_value(v)
                                                         : "",
                                       json_string_length(v));
@@ -320,12 +318,12 @@ ngx_graph_notify_sub_dump(ngx_graph_notify_subs_t *m)
                       "renewed", (json_int_t) s[i].renewed,
                       "created", (json_int_t) s[i].created,
                       "notified", (json_int_t) s[i].notified,
-                      "result", (int) s[i].shm->result,
-                      "status", (int) s[i].shm->status,
-                      "code", (char *) s[i].shm->code,
-                      "message", (char *) s[i].shm->message,
-                      "renewals", (json_int_t) s[i].shm->renewals,
-                      "recreated", (json_int_t) s[i].shm->recreated);
+                      "result", (int) s[i].renewal.result,
+                      "status", (int) s[i].renewal.status,
+                      "code", (char *) s[i].renewal.code,
+                      "message", (char *) s[i].renewal.message,
+                      "renewals", (json_int_t) s[i].renewal.renewals,
+                      "recreated", (json_int_t) s[i].renewal.recreated);
 
         if (e == NULL || json_array_append_new(arr, e) != 0) {
             goto done;

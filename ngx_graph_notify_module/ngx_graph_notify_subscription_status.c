@@ -27,7 +27,7 @@ static void ngx_graph_notify_sub_status_unlock(
 static const char *
 ngx_graph_notify_sub_verdict(ngx_graph_notify_sub_shm_t *e, int64_t now)
 {
-    if (e->result == NGX_GRAPH_NOTIFY_SUB_FAILED) {
+    if (e->renewal.result == NGX_GRAPH_NOTIFY_SUB_FAILED) {
         return "failing";
     }
 
@@ -138,8 +138,8 @@ ngx_graph_notify_subscription_status_json(ngx_graph_notify_main_conf_t *gmcf,
     for (i = 0; i < sh->n; i++) {
         e = &sh->sub[i];
 
-        if (e->renewed) {
-            *ngx_graph_notify_sub_time(at, e->renewed) = '\0';
+        if (e->renewal.at) {
+            *ngx_graph_notify_sub_time(at, e->renewal.at) = '\0';
         }
 
         p = ngx_slprintf(p, last,
@@ -153,13 +153,14 @@ ngx_graph_notify_subscription_status_json(ngx_graph_notify_main_conf_t *gmcf,
                          "\"lastNotificationAge\":%T,\"verdict\":\"%s\"}",
                          i ? "," : "", e->id, e->resource, e->tenant,
                          e->expires ? e->expires - now : -1,
-                         (time_t) (e->lifetime_ms / 1000), e->renewals,
-                         e->recreated,
-                         e->renewed ? at : (u_char *) "",
-                         e->result == NGX_GRAPH_NOTIFY_SUB_OK ? "ok"
-                         : e->result == NGX_GRAPH_NOTIFY_SUB_FAILED
+                         (time_t) (e->lifetime_ms / 1000), e->renewal.renewals,
+                         e->renewal.recreated,
+                         e->renewal.at ? at : (u_char *) "",
+                         e->renewal.result == NGX_GRAPH_NOTIFY_SUB_OK ? "ok"
+                         : e->renewal.result == NGX_GRAPH_NOTIFY_SUB_FAILED
                            ? "failed" : "none",
-                         e->status, e->code, e->message,
+                         e->renewal.status, e->renewal.code,
+                         e->renewal.message,
                          e->notified ? now - e->notified : -1,
                          ngx_graph_notify_sub_verdict(e, now_ms));
     }
@@ -239,7 +240,7 @@ ngx_graph_notify_subscription_status_prometheus(
                 break;
 
             default:
-                p = ngx_slprintf(p, last, "} %ui\n", e->renewals);
+                p = ngx_slprintf(p, last, "} %ui\n", e->renewal.renewals);
                 break;
             }
         }

@@ -182,7 +182,18 @@ ok($s, "failing");
 is($s->{lastRenewal}{status}, 403, "Graph's status");
 is($s->{lastRenewal}{code}, 'ExtensionError', "Graph's code");
 like($s->{lastRenewal}{message}, qr/maximum of 100 subscriptions/, "Graph's message");
-ok(wait_for(sub { (sim_stats()->{by_kind_status}{'subscription_create 403'} // 0) >= 3 }), "retried");
+# every read during the retries shows the status with its code and message
+my ($reads, $torn) = (0, 0);
+ok(wait_for(sub {
+    my $x = eval { status()->{subscriptions}{items}[0] };
+    if ($x && $x->{lastRenewal}{status} == 403) {
+        $reads++;
+        $torn++ unless $x->{lastRenewal}{code} eq 'ExtensionError'
+                       && length $x->{lastRenewal}{message};
+    }
+    (sim_stats()->{by_kind_status}{'subscription_create 403'} // 0) >= 3;
+}), "retried");
+is($torn, 0, "none of $reads reads of the status page during the retries is torn");
 is(log_count(qr/creating subscription .* failed: 403 ExtensionError .*quota/), 1, "one log line, with what to do");
 like(status_text("?format=prometheus"), qr/graph_notify_subscription_up\{[^}]*\} 0/, "up 0");
 like(status_text("?format=prometheus"), qr/graph_notify_subscription_verdict\{[^}]*verdict="failing"\} 1/, "verdict failing");
