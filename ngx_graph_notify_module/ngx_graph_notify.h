@@ -199,6 +199,7 @@ typedef struct {
     ngx_atomic_t                journal_fsyncs;
     ngx_atomic_t                journal_fsync_requests;
     ngx_atomic_t                journal_fsync_group_max;
+    ngx_atomic_t                journal_recovering;
 
     /* batches refused as their tenant held more than its share */
     ngx_atomic_t                share_refused;

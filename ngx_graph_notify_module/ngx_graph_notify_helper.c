@@ -155,6 +155,13 @@ ngx_graph_notify_helper_start(ngx_cycle_t *cycle)
                       "rich items are not written");
     }
 
+    /*
+     * Until the journal is ours and read back, a status page showing this
+     * helper's pid must not show an empty queue as a settled one.
+     */
+
+    h->queue->sh->stats.journal_recovering = 1;
+
     ngx_graph_notify_stat_inc(h->queue, helper_starts);
     h->queue->sh->stats.helper_pid = ngx_pid;
 

@@ -1281,6 +1281,7 @@ ngx_graph_notify_journal_start(void)
     j->ready = 1;
     j->dirty = 1;
     j->backlog = foreign;
+    j->queue->sh->stats.journal_recovering = foreign;
 
     if (foreign) {
         ngx_graph_notify_stat_inc(j->queue, journal_recoveries);
@@ -1808,6 +1809,7 @@ ngx_graph_notify_journal_recover(void)
     }
 
     j->backlog = backlog;
+    j->queue->sh->stats.journal_recovering = backlog;
 
     if (j->recovered) {
         ngx_log_error(NGX_LOG_NOTICE, j->log, 0,

@@ -318,7 +318,8 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      "\"appends\":%uA,\"writes\":%uA,\"failures\":%uA,"
                      "\"recoveries\":%uA,\"recovered\":%uA,\"torn\":%uA,"
                      "\"checkpoints\":%uA,\"fsyncs\":%uA,"
-                     "\"fsyncRequests\":%uA,\"fsyncGroupMax\":%uA}",
+                     "\"fsyncRequests\":%uA,\"fsyncGroupMax\":%uA,"
+                     "\"recovering\":%s}",
                      s->sync ? "true" : "false",
                      st->journal_bytes, st->journal_files,
                      st->journal_pending,
@@ -330,7 +331,8 @@ ngx_graph_notify_status_json(u_char *p, u_char *last,
                      st->journal_torn,
                      st->journal_checkpoints, st->journal_fsyncs,
                      st->journal_fsync_requests,
-                     st->journal_fsync_group_max);
+                     st->journal_fsync_group_max,
+                     st->journal_recovering ? "true" : "false");
 
     return ngx_graph_notify_status_jwt_json(p, last, s);
 }
@@ -591,6 +593,12 @@ ngx_graph_notify_status_prometheus(u_char *p, u_char *last,
                                 "journals.");
     p = ngx_slprintf(p, last, "graph_notify_journal_recovered_total %uA\n",
                      st->journal_recovered);
+
+    p = ngx_graph_notify_metric(p, last, "journal_recovering", "gauge",
+                                "1 while the helper reads journals of a "
+                                "previous run back into the queue.");
+    p = ngx_slprintf(p, last, "graph_notify_journal_recovering %d\n",
+                     st->journal_recovering ? 1 : 0);
 
     p = ngx_graph_notify_metric(p, last, "journal_torn_total", "counter",
                                 "Torn journal entries skipped.");

@@ -70,8 +70,13 @@ ok(scalar(journal_files()) >= 1, "journal files on disk");
 ok(stop_nginx_now('QUIT'), "nginx -s quit");
 main::writable();
 ok(start_nginx_again(), "started again");
+my $st = wait_for(sub {
+    my $s = eval { status() };
+    $s && $s->{helper}{pid} && !$s->{journal}{recovering} ? $s : undef;
+});
+is($st->{journal}{recovered}, 30, "recovering ends once the 30 are queued again");
 check_once(\@acked, "quit");
-my $st = status();
+$st = status();
 is($st->{journal}{recovered}, 30, "30 recovered");
 is($st->{journal}{recoveries}, 1, "one recovery");
 ok(wait_for(sub { status()->{journal}{files} == 0 }), "consumed journals removed");
@@ -262,4 +267,29 @@ ok(start_nginx_again(), "started again");
 check_once(\@acked, "GNJ1 and GNJ2");
 is(status()->{journal}{torn}, 0, "none torn");
 is(status()->{journal}{recovered}, 30, "30 recovered");
+stop_nginx_now('QUIT');
+
+
+
+=== TEST 10: a journal larger than the zone's room: recovering until every item is queued again
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my @acked = post_items(3, 10, "room");
+main::queued(30);
+ok(stop_nginx_now('QUIT'), "nginx -s quit");
+rewrite_conf("graph_notify_zone graph_notify:1m;",
+             "graph_notify_zone graph_notify:1m max_items=10;");
+ok(start_nginx_again(), "started again with room for 10 items");
+main::queued(10);
+ok(status()->{journal}{recovering}, "recovering while 20 items wait for room");
+like(status_text("?format=prometheus"), qr/^graph_notify_journal_recovering 1$/m,
+     "the gauge says so");
+main::writable();
+ok(reload_nginx(), "reloaded with a writable output");
+check_once(\@acked, "room");
+ok(!status()->{journal}{recovering}, "recovering no longer");
+like(status_text("?format=prometheus"), qr/^graph_notify_journal_recovering 0$/m,
+     "the gauge too");
 stop_nginx_now('QUIT');
