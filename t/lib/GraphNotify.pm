@@ -59,8 +59,8 @@ sub output_lines {
 }
 
 # Waits until the output holds at least $n lines (the helper writes them
-# after the 202), then a little longer to catch lines that should not be
-# there; returns the lines decoded.
+# after the 202), then until the server has settled, so that lines which
+# should not be there are there too; returns the lines decoded.
 sub wait_lines {
     my ($n, $timeout) = @_;
     $timeout = ($timeout || 10) * valgrind_factor();
@@ -71,9 +71,35 @@ sub wait_lines {
         last if @lines >= $n || time > $end;
         sleep 0.05;
     }
-    sleep 0.2 * valgrind_factor();
+    wait_settled();
     @lines = output_lines();
     return map { json_decode($_) } @lines;
+}
+
+# True once nothing more reaches the output without new input: a helper
+# runs, its journal is read back, the queue is empty (items leave it after
+# the output's sync) and no call record is fetched or waits for a retry.
+sub settled {
+    my ($st) = @_;
+    return $st->{helper}{pid} && !$st->{journal}{recovering}
+        && $st->{queue}{items} == 0 && !$st->{callRecords}{active}
+        && !$st->{callRecords}{waiting} && !$st->{callRecords}{backlog};
+}
+
+# Waits until the server has settled (see settled()); returns whether it
+# did.  A block whose server has no status page cannot tell: it fails.
+sub wait_settled {
+    my ($timeout) = @_;
+    my $missing = 0;
+    my $ok = wait_for(sub {
+        my $res = http_get("/graph/status");
+        $missing = 1, return 1 if $res->{status} == 404;
+        return $res->{status} == 200
+               && settled(json_decode($res->{content}));
+    }, $timeout || 10);
+    Test::More::fail("wait_settled: this server has no /graph/status")
+        if $missing;
+    return $ok && !$missing;
 }
 
 sub http_get {
@@ -252,7 +278,7 @@ sub check_once {
         last if (grep { $w->{$_} } @$acked) == @$acked || time > $end;
         sleep 0.1;
     }
-    sleep 1.5;    # a second write of anything would come by now
+    wait_settled();    # a second write of anything would come by now
     $w = written_ids();
     is(scalar(grep { ($w->{$_} // 0) == 1 } @$acked), scalar @$acked,
        "$what: every acked item written once");
@@ -441,7 +467,7 @@ sub record_lines {
         last if @r >= $n || time > $end;
         sleep 0.1;
     }
-    sleep 0.3;
+    wait_settled();
     return grep { $_->{kind} eq 'callRecord' }
            map { json_decode($_) } output_lines();
 }
