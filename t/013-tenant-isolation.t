@@ -128,7 +128,7 @@ ok(wait_for(sub { status()->{graph}{tenants}{noToken} == 1 }), "its sign-in fail
 my @b = map { basic_item(record => main::rec_id(4, $_), tenant => $main::GOOD) } 21 .. 30;
 push @a, map { basic_item(record => main::rec_id(4, $_), tenant => $main::BAD) } 11 .. 20;
 is(join(",", main::post_all(@a[10 .. 19], @b)), "202", "more of both accepted");
-my @r = record_lines(10, 10);
+my @r = record_lines(10, 10, 20);
 is(scalar @r, 10, "the other tenant's 10 records written");
 ok(!(grep { $_->{tenantId} ne $main::GOOD } @r), "only those");
 status_is(sub { $_[0]{queue}{items} }, 20, "the refused tenant's 20 items stay queued");
@@ -197,7 +197,7 @@ ok(wait_for(sub { status()->{graph}{failing} }), "the status page says the clien
 like(status()->{graph}{error}, qr/index/, "and why");
 is(http_post("/graph/notify", basic_body(basic_item(record => main::rec_id(6, 1)),
    main::ordinary(1)))->{status}, 202, "accepted");
-my @l = wait_lines(1, 5);
+my @l = wait_lines(1, 5, 1);
 is(scalar @l, 1, "the ordinary item is written");
 is($l[0]{resource}, "users/u1/events/e1", "and only that one: no call record as a basic line");
 status_is(sub { $_[0]{queue}{items} }, 1, "the call record stays queued");

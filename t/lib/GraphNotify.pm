@@ -59,10 +59,11 @@ sub output_lines {
 }
 
 # Waits until the output holds at least $n lines (the helper writes them
-# after the 202), then until the server has settled, so that lines which
-# should not be there are there too; returns the lines decoded.
+# after the 202), then until the server has settled with $queued items
+# left in the queue (0 unless given), so that lines which should not be
+# there are there too; returns the lines decoded.
 sub wait_lines {
-    my ($n, $timeout) = @_;
+    my ($n, $timeout, $queued) = @_;
     $timeout = ($timeout || 10) * valgrind_factor();
     my $end = time + $timeout;
     my @lines;
@@ -71,35 +72,40 @@ sub wait_lines {
         last if @lines >= $n || time > $end;
         sleep 0.05;
     }
-    wait_settled();
+    wait_settled($queued);
     @lines = output_lines();
     return map { json_decode($_) } @lines;
 }
 
 # True once nothing more reaches the output without new input: a helper
-# runs, its journal is read back, the queue is empty (items leave it after
-# the output's sync) and no call record is fetched or waits for a retry.
+# runs, its journal is read back, and the queue holds just the $queued
+# items a block keeps waiting on purpose.  Items leave the queue after the
+# output's sync; with none held, no call record may be fetched or wait for
+# a retry either.
 sub settled {
-    my ($st) = @_;
+    my ($st, $queued) = @_;
+    $queued ||= 0;
     return $st->{helper}{pid} && !$st->{journal}{recovering}
-        && $st->{queue}{items} == 0 && !$st->{callRecords}{active}
-        && !$st->{callRecords}{waiting} && !$st->{callRecords}{backlog};
+        && $st->{queue}{items} == $queued
+        && ($queued || (!$st->{callRecords}{active}
+                        && !$st->{callRecords}{waiting}
+                        && !$st->{callRecords}{backlog}));
 }
 
-# Waits until the server has settled (see settled()); returns whether it
-# did.  A block whose server has no status page cannot tell: it fails.
+# Waits until the server has settled (see settled()); a server that does
+# not, or has no status page to tell, fails the block.
 sub wait_settled {
-    my ($timeout) = @_;
-    my $missing = 0;
+    my ($queued, $timeout) = @_;
+    my $res;
     my $ok = wait_for(sub {
-        my $res = http_get("/graph/status");
-        $missing = 1, return 1 if $res->{status} == 404;
+        $res = http_get("/graph/status");
         return $res->{status} == 200
-               && settled(json_decode($res->{content}));
+               && settled(json_decode($res->{content}), $queued);
     }, $timeout || 10);
-    Test::More::fail("wait_settled: this server has no /graph/status")
-        if $missing;
-    return $ok && !$missing;
+    Test::More::fail("the server settled with " . ($queued || 0)
+                     . " item(s) queued: $res->{status} $res->{content}")
+        unless $ok;
+    return $ok;
 }
 
 sub http_get {
@@ -456,9 +462,10 @@ sub sim_count {
                    : ($st->{by_kind}{$kind} || 0);
 }
 
-# Output lines of kind "callRecord", decoded.
+# Output lines of kind "callRecord", decoded, once there are $n and the
+# server has settled with $queued items held (as in wait_lines()).
 sub record_lines {
-    my ($n, $timeout) = @_;
+    my ($n, $timeout, $queued) = @_;
     my $end = time + ($timeout || 20) * valgrind_factor();
     my @r;
     while (1) {
@@ -467,7 +474,7 @@ sub record_lines {
         last if @r >= $n || time > $end;
         sleep 0.1;
     }
-    wait_settled();
+    wait_settled($queued);
     return grep { $_->{kind} eq 'callRecord' }
            map { json_decode($_) } output_lines();
 }
