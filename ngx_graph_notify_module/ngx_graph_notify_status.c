@@ -40,7 +40,12 @@ static u_char *ngx_graph_notify_status_key_id(u_char *p, u_char *last,
     ngx_graph_notify_snapshot_t *s, ngx_uint_t i);
 
 
-#define NGX_GRAPH_NOTIFY_STATUS_SIZE  16384
+/*
+ * The fixed lines (the Prometheus page's are about 11.5K), then a line of
+ * each decryption key shown, its id included.
+ */
+#define NGX_GRAPH_NOTIFY_STATUS_SIZE                                         \
+    (16384 + NGX_GRAPH_NOTIFY_KEYS_USED * (NGX_GRAPH_NOTIFY_KEY_ID_MAX + 128))
 
 
 ngx_int_t

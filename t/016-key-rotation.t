@@ -33,6 +33,9 @@ sub rich {
                                   subscription => $id);
 }
 
+# a key id of 120 characters, as long as ids go in practice and more
+sub long_id { sprintf("k%02d", $_[0]) . ("x" x 117) }
+
 run_tests();
 
 __DATA__
@@ -90,3 +93,29 @@ ok($k{'test-key-1'} && $k{'test-key-2'}, "the status page shows both keys");
 cmp_ok($k{'test-key-2'}{lastDecryptAge}, '<', 60, "when each last decrypted");
 unlike(status_text(), qr/PRIVATE KEY/, "no private key on the status page");
 is(log_count(qr/PRIVATE KEY/), 0, "nor in the log");
+
+
+
+=== TEST 2: 32 keys with long ids, each used: the status pages show them all, whole
+--- http_config eval
+$GraphNotify::RICH_HTTP_CONFIG =~ s/graph_notify_decryption_key[^;]*;//r
+--- config eval
+"location = /graph/notify {\n    graph_notify;\n"
+. join("", map { "    graph_notify_decryption_key " . main::long_id($_)
+                 . " \$TEST_NGINX_TOP/t/data/enc-test.crt \$TEST_NGINX_TOP/t/data/enc-test.key;\n" } 1 .. 32)
+. "}\nlocation = /graph/status { graph_notify_status; }\n"
+--- request
+GET /graph/status
+--- error_code: 200
+--- post_check
+my $body = GraphNotify::rich_body(cert_id => 'ID');
+for my $n (1 .. 32) {
+    my $id = main::long_id($n);
+    is(http_post("/graph/notify", $body =~ s/"encryptionCertificateId":"ID"/"encryptionCertificateId":"$id"/r)->{status},
+       202, "an item for key $n") or last;
+}
+ok(wait_for(sub { @{ status()->{decryptionKeys} } == 32 }), "the status page shows the 32 keys");
+my $prom = status_text("?format=prometheus");
+my @lines = $prom =~ /^graph_notify_decryption_key_last_used_seconds\{id="k\d\dx+"\} \d+$/mg;
+is(scalar @lines, 32, "so does the Prometheus page");
+like($prom, qr/\n\z/, "whole");
