@@ -1769,7 +1769,7 @@ void
 ngx_graph_notify_journal_recover(void)
 {
     ngx_int_t                    rc;
-    ngx_uint_t                   budget, backlog;
+    ngx_uint_t                   budget, backlog, unread, read;
     ngx_queue_t                 *qe;
     ngx_graph_notify_jfile_t    *f;
     ngx_graph_notify_journal_t  *j;
@@ -1782,6 +1782,7 @@ ngx_graph_notify_journal_recover(void)
 
     budget = NGX_GRAPH_NOTIFY_JOURNAL_BUDGET;
     backlog = 0;
+    unread = 0;
     rc = NGX_OK;
 
     for (qe = ngx_queue_head(&j->files);
@@ -1794,6 +1795,8 @@ ngx_graph_notify_journal_recover(void)
             continue;
         }
 
+        read = 0;
+
         if (rc != NGX_BUSY && rc != NGX_DONE) {
             if (f->unsorted) {
                 ngx_graph_notify_journal_sort(&f->done);
@@ -1801,15 +1804,26 @@ ngx_graph_notify_journal_recover(void)
             }
 
             rc = ngx_graph_notify_journal_file_recover(f, &budget);
+            read = 1;
         }
 
         if (!f->finished) {
             backlog++;
+
+            /*
+             * A file read to its end stays unfinished while its writer
+             * lives, in case it adds entries; its items are back all the
+             * same.
+             */
+
+            if (!read || f->read < f->size) {
+                unread++;
+            }
         }
     }
 
     j->backlog = backlog;
-    j->queue->sh->stats.journal_recovering = backlog;
+    j->queue->sh->stats.journal_recovering = unread;
 
     if (j->recovered) {
         ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
