@@ -1769,7 +1769,7 @@ void
 ngx_graph_notify_journal_recover(void)
 {
     ngx_int_t                    rc;
-    ngx_uint_t                   budget, backlog, unread, read;
+    ngx_uint_t                   budget, backlog, unread, visited;
     ngx_queue_t                 *qe;
     ngx_graph_notify_jfile_t    *f;
     ngx_graph_notify_journal_t  *j;
@@ -1795,7 +1795,7 @@ ngx_graph_notify_journal_recover(void)
             continue;
         }
 
-        read = 0;
+        visited = 0;
 
         if (rc != NGX_BUSY && rc != NGX_DONE) {
             if (f->unsorted) {
@@ -1804,7 +1804,7 @@ ngx_graph_notify_journal_recover(void)
             }
 
             rc = ngx_graph_notify_journal_file_recover(f, &budget);
-            read = 1;
+            visited = 1;
         }
 
         if (!f->finished) {
@@ -1816,7 +1816,7 @@ ngx_graph_notify_journal_recover(void)
              * same.
              */
 
-            if (!read || f->read < f->size) {
+            if (!visited || f->read < f->size) {
                 unread++;
             }
         }
